@@ -1,0 +1,312 @@
+"""The project configuration: one YAML file for every component, validated once at start-up.
+
+Every process (services, identity provider, gateway renderer, launcher, tests) calls `load_config()`.
+The file is `config/local.yaml` unless FIRECREST_MESH_CONFIG names another; FIRECREST_MESH_STATE
+overrides `state_dir`. A bad file fails fast with a `ConfigError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "config" / "local.yaml"
+SYSTEM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+MAX_CERTIFICATE_LIFETIME = 300
+DATA_TYPES = {"users", "store", "archive", "apps", "scratch", "project"}
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing a key or has a bad value."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, key: str) -> "Address":
+        host, sep, port = str(text).rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{key}: expected host:port, got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen: Address
+    admin: Address
+    max_request_body_bytes: int
+
+
+@dataclass(frozen=True)
+class IdpClient:
+    client_id: str
+    username: str
+    client_secret: str | None  # None: generated into the state folder
+
+
+@dataclass(frozen=True)
+class EmbeddedProviderConfig:
+    listen: Address
+    token_lifetime_seconds: int
+    clients: tuple[IdpClient, ...]
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    issuer: str
+    jwks_uri: str
+    token_url: str
+    audience: str
+    username_claim: str
+    embedded_provider: EmbeddedProviderConfig | None
+
+
+@dataclass(frozen=True)
+class CertificatorConfig:
+    certificate_lifetime_seconds: int
+    source_addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval_seconds: int
+    timeout_seconds: int
+    service_account: str
+
+
+@dataclass(frozen=True)
+class SshTimeouts:
+    connection: int
+    login: int
+    command_execution: int
+    idle: int
+    keep_alive: int
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    host: str
+    port: int
+    known_hosts: Path
+    certificate_mode: str  # "session" or "command"
+    max_connections_per_user: int
+    sessions_per_connection: int
+    timeouts: SshTimeouts
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    type: str
+    timeout: int
+
+
+@dataclass(frozen=True)
+class FileSystemConfig:
+    path: str
+    data_type: str
+    default_work_dir: bool
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    name: str
+    ssh: SshConfig
+    scheduler: SchedulerConfig
+    file_systems: tuple[FileSystemConfig, ...]
+    max_ops_file_size: int
+    datatransfer_jobs_directives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state_dir: Path
+    gateway: GatewayConfig
+    identity: IdentityConfig
+    services: dict[str, Address]
+    certificator: CertificatorConfig
+    health: HealthConfig
+    systems: tuple[SystemConfig, ...]
+    _by_name: dict[str, SystemConfig] = field(default_factory=dict, compare=False, repr=False)
+
+    def system(self, name: str) -> SystemConfig | None:
+        """The system called `name` (case-insensitive, as in FirecREST v2), or None."""
+        return self._by_name.get(name.lower())
+
+    def state(self, *parts: str) -> Path:
+        """A path inside the state folder."""
+        return self.state_dir.joinpath(*parts)
+
+
+def _get(data: dict, key: str, where: str, default: Any = ..., kind: type | tuple = object) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    if key not in data:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}: missing")
+        return default
+    value = data[key]
+    if kind is not object and not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def _positive(value: int, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _parse_identity(data: dict) -> IdentityConfig:
+    w = "identity"
+    embedded = None
+    if (ep := _get(data, "embedded_provider", w, None)) is not None:
+        clients = []
+        for i, c in enumerate(_get(ep, "clients", f"{w}.embedded_provider", kind=list)):
+            cw = f"{w}.embedded_provider.clients[{i}]"
+            username = _get(c, "username", cw, kind=str)
+            if not USERNAME_RE.match(username):
+                raise ConfigError(f"{cw}.username: not a valid Unix username: {username!r}")
+            clients.append(IdpClient(_get(c, "client_id", cw, kind=str), username,
+                                     _get(c, "client_secret", cw, None, kind=str)))
+        embedded = EmbeddedProviderConfig(
+            Address.parse(_get(ep, "listen", f"{w}.embedded_provider"), f"{w}.embedded_provider.listen"),
+            _positive(_get(ep, "token_lifetime_seconds", f"{w}.embedded_provider", 300),
+                      f"{w}.embedded_provider.token_lifetime_seconds"),
+            tuple(clients))
+    return IdentityConfig(
+        issuer=_get(data, "issuer", w, kind=str).rstrip("/"),
+        jwks_uri=_get(data, "jwks_uri", w, kind=str),
+        token_url=_get(data, "token_url", w, kind=str),
+        audience=_get(data, "audience", w, kind=str),
+        username_claim=_get(data, "username_claim", w, "preferred_username", kind=str),
+        embedded_provider=embedded,
+    )
+
+
+def _parse_system(data: dict, index: int) -> SystemConfig:
+    w = f"systems[{index}]"
+    name = _get(data, "name", w, kind=str).lower()
+    if not SYSTEM_NAME_RE.match(name):
+        raise ConfigError(f"{w}.name: invalid system name {name!r}")
+    ssh = _get(data, "ssh", w, kind=dict)
+    sw = f"{w}.ssh"
+    t = _get(ssh, "timeouts", sw, {}, kind=dict)
+    timeouts = SshTimeouts(**{k: _positive(_get(t, k, f"{sw}.timeouts", d), f"{sw}.timeouts.{k}")
+                              for k, d in (("connection", 5), ("login", 5), ("command_execution", 10),
+                                           ("idle", 60), ("keep_alive", 5))})
+    mode = _get(ssh, "certificate_mode", sw, "session", kind=str)
+    if mode not in ("session", "command"):
+        raise ConfigError(f"{sw}.certificate_mode: expected session or command, got {mode!r}")
+    ssh_config = SshConfig(
+        host=_get(ssh, "host", sw, kind=str),
+        port=_positive(_get(ssh, "port", sw, 22), f"{sw}.port"),
+        known_hosts=_resolve(_get(ssh, "known_hosts", sw, kind=str)),
+        certificate_mode=mode,
+        max_connections_per_user=_positive(_get(ssh, "max_connections_per_user", sw, 4),
+                                           f"{sw}.max_connections_per_user"),
+        sessions_per_connection=_positive(_get(ssh, "sessions_per_connection", sw, 8),
+                                          f"{sw}.sessions_per_connection"),
+        timeouts=timeouts,
+    )
+    sched = _get(data, "scheduler", w, {"type": "slurm"}, kind=dict)
+    if _get(sched, "type", f"{w}.scheduler", kind=str) != "slurm":
+        raise ConfigError(f"{w}.scheduler.type: only 'slurm' is supported")
+    file_systems = []
+    for j, fs in enumerate(_get(data, "file_systems", w, kind=list)):
+        fw = f"{w}.file_systems[{j}]"
+        path = _get(fs, "path", fw, kind=str)
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise ConfigError(f"{fw}.path: expected an absolute path without '..', got {path!r}")
+        data_type = _get(fs, "data_type", fw, "users", kind=str)
+        if data_type not in DATA_TYPES:
+            raise ConfigError(f"{fw}.data_type: expected one of {sorted(DATA_TYPES)}")
+        file_systems.append(FileSystemConfig(path.rstrip("/") or "/", data_type,
+                                             bool(_get(fs, "default_work_dir", fw, False, kind=bool))))
+    if not file_systems:
+        raise ConfigError(f"{w}.file_systems: at least one filesystem is required")
+    data_op = _get(data, "data_operation", w, {}, kind=dict)
+    return SystemConfig(
+        name=name,
+        ssh=ssh_config,
+        scheduler=SchedulerConfig("slurm", _positive(_get(sched, "timeout", f"{w}.scheduler", 10),
+                                                      f"{w}.scheduler.timeout")),
+        file_systems=tuple(file_systems),
+        max_ops_file_size=_positive(_get(data_op, "max_ops_file_size", f"{w}.data_operation", 5242880),
+                                    f"{w}.data_operation.max_ops_file_size"),
+        datatransfer_jobs_directives=tuple(_get(data_op, "datatransfer_jobs_directives",
+                                                f"{w}.data_operation", [], kind=list)),
+    )
+
+
+def parse_config(data: dict, path: Path) -> Config:
+    """Validates the parsed YAML `data` and returns the typed configuration."""
+    state_dir = Path(os.environ.get("FIRECREST_MESH_STATE") or _resolve(_get(data, "state_dir", "", "state")))
+    gw = _get(data, "gateway", "", kind=dict)
+    gateway = GatewayConfig(Address.parse(_get(gw, "listen", "gateway"), "gateway.listen"),
+                            Address.parse(_get(gw, "admin", "gateway"), "gateway.admin"),
+                            _positive(_get(gw, "max_request_body_bytes", "gateway", 7340032),
+                                      "gateway.max_request_body_bytes"))
+    services = {name: Address.parse(addr, f"services.{name}")
+                for name, addr in _get(data, "services", "", kind=dict).items()}
+    for required in ("certificator", "status"):
+        if required not in services:
+            raise ConfigError(f"services.{required}: missing")
+    cert = _get(data, "certificator", "", {}, kind=dict)
+    lifetime = _positive(_get(cert, "certificate_lifetime_seconds", "certificator", 300),
+                         "certificator.certificate_lifetime_seconds")
+    if lifetime > MAX_CERTIFICATE_LIFETIME:
+        raise ConfigError(f"certificator.certificate_lifetime_seconds: at most {MAX_CERTIFICATE_LIFETIME}")
+    sources = tuple(_get(cert, "source_addresses", "certificator", [], kind=list))
+    for s in sources:
+        try:
+            ipaddress.ip_network(s)
+        except ValueError as exc:
+            raise ConfigError(f"certificator.source_addresses: {exc}") from None
+    health = _get(data, "health", "", {}, kind=dict)
+    systems = tuple(_parse_system(s, i) for i, s in enumerate(_get(data, "systems", "", kind=list)))
+    by_name = {s.name: s for s in systems}
+    if len(by_name) != len(systems):
+        raise ConfigError("systems: duplicate system names")
+    return Config(
+        path=path,
+        state_dir=state_dir,
+        gateway=gateway,
+        identity=_parse_identity(_get(data, "identity", "", kind=dict)),
+        services=services,
+        certificator=CertificatorConfig(lifetime, sources),
+        health=HealthConfig(_positive(_get(health, "interval_seconds", "health", 60), "health.interval_seconds"),
+                            _positive(_get(health, "timeout_seconds", "health", 10), "health.timeout_seconds"),
+                            _get(health, "service_account", "health", "firecrest-health", kind=str)),
+        systems=systems,
+        _by_name=by_name,
+    )
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Reads and validates the configuration file (see module docstring for the lookup order)."""
+    p = Path(path or os.environ.get("FIRECREST_MESH_CONFIG") or DEFAULT_CONFIG)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {p}: {exc}") from None
+    return parse_config(data or {}, p.resolve())
