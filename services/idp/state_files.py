@@ -1,0 +1,55 @@
+"""Private files in the state folder: created once (mode 600, in a mode-700 folder), then reused.
+
+Creation is race-free: the content is written to a temporary file which is then hard-linked to its
+final name, so concurrent creators (the provider and, say, the health checker) agree on one value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+def private_dir(path: Path) -> Path:
+    """Creates `path` (and parents) if needed and makes it accessible to the owner only."""
+    path.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def _read(path: Path) -> bytes:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("%s had mode %o; restricting it to 600", path, mode)
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def read_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The content of `path`; if it does not exist, writes `make()` there first (mode 600)."""
+    private_dir(path.parent)
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(make())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic; fails if another process created it first
+            log.info("created %s", path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read(path)

@@ -1,0 +1,250 @@
+"""End-to-end tests of the embedded identity provider (services/idp), run as a real subprocess."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from jose import jwt
+
+from services.common.config import REPO_ROOT, load_config
+
+STARTUP_DEADLINE = 60  # seconds to wait for the provider to answer (not an assertion)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Provider:
+    """The provider subprocess, with a config on its own port and its own state folder."""
+
+    def __init__(self, tmp: Path):
+        port = _free_port()
+        data = yaml.safe_load((REPO_ROOT / "config" / "local.yaml").read_text())
+        base = f"http://127.0.0.1:{port}"
+        data["identity"].update(issuer=base, jwks_uri=f"{base}/jwks", token_url=f"{base}/token")
+        data["identity"]["embedded_provider"]["listen"] = f"127.0.0.1:{port}"
+        self.config_path = tmp / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(data))
+        self.state = tmp / "state"
+        self.env = {**os.environ, "FIRECREST_MESH_CONFIG": str(self.config_path),
+                    "FIRECREST_MESH_STATE": str(self.state)}
+        self.log = tmp / "idp.log"
+        self.base = base
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def cfg(self):
+        """The provider's configuration, as its other components would load it."""
+        return dataclasses.replace(load_config(self.config_path), state_dir=self.state)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "services.idp"], cwd=REPO_ROOT,
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"provider exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                httpx.get(f"{self.base}/.well-known/openid-configuration", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"provider did not start:\n{self.log.read_text()}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    p = Provider(tmp_path_factory.mktemp("idp"))
+    p.start()
+    yield p
+    p.stop()
+
+
+def _token(provider, **kwargs) -> httpx.Response:
+    return httpx.post(f"{provider.base}/token", timeout=5, **kwargs)
+
+
+def _claims(provider, token: str) -> dict:
+    cfg = provider.cfg
+    jwks = httpx.get(cfg.identity.jwks_uri, timeout=5).json()
+    return jwt.decode(token, jwks, algorithms=["RS256"], audience=cfg.identity.audience,
+                      issuer=cfg.identity.issuer)
+
+
+def test_discovery_document(provider):
+    cfg = provider.cfg
+    doc = httpx.get(f"{provider.base}/.well-known/openid-configuration", timeout=5).json()
+    assert doc["issuer"] == cfg.identity.issuer == provider.base
+    assert doc["jwks_uri"] == cfg.identity.jwks_uri
+    assert doc["token_endpoint"] == cfg.identity.token_url
+    assert doc["grant_types_supported"] == ["client_credentials"]
+    assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert doc["response_types_supported"] and doc["subject_types_supported"]
+
+
+def test_jwks(provider):
+    keys = httpx.get(f"{provider.base}/jwks", timeout=5).json()["keys"]
+    assert len(keys) == 1
+    key = keys[0]
+    assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig" and key["kid"]
+    assert "d" not in key and "p" not in key  # public part only
+    n = int.from_bytes(base64.urlsafe_b64decode(key["n"] + "=" * (-len(key["n"]) % 4)), "big")
+    assert n.bit_length() in (2048, 3072)
+
+
+def _check_alice_token(provider, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    lifetime = provider.cfg.identity.embedded_provider.token_lifetime_seconds
+    assert body["expires_in"] == lifetime
+    header = jwt.get_unverified_header(body["access_token"])
+    jwks = httpx.get(f"{provider.base}/jwks", timeout=5).json()
+    assert header["alg"] == "RS256" and header["kid"] == jwks["keys"][0]["kid"]
+    claims = _claims(provider, body["access_token"])
+    assert claims["preferred_username"] == "alice"
+    assert claims["sub"] == "alice"
+    assert claims["client_id"] == "firecrest-alice"
+    assert claims["iss"] == provider.base and claims["aud"] == "firecrest-mesh"
+    assert claims["exp"] - claims["iat"] == lifetime
+    assert claims["jti"]
+
+
+def test_token_with_basic_auth(provider):
+    _check_alice_token(provider, _token(provider, auth=("firecrest-alice", "alice-secret"),
+                                        data={"grant_type": "client_credentials"}))
+
+
+def test_token_with_form_post(provider):
+    _check_alice_token(provider, _token(provider, data={
+        "grant_type": "client_credentials", "client_id": "firecrest-alice", "client_secret": "alice-secret"}))
+
+
+def test_tokens_are_unique(provider):
+    tokens = [_token(provider, auth=("firecrest-bob", "bob-secret"),
+                     data={"grant_type": "client_credentials"}).json()["access_token"] for _ in range(2)]
+    claims = [_claims(provider, t) for t in tokens]
+    assert all(c["preferred_username"] == "bob" for c in claims)
+    assert claims[0]["jti"] != claims[1]["jti"]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"auth": ("firecrest-alice", "wrong"), "data": {"grant_type": "client_credentials"}},
+    {"data": {"grant_type": "client_credentials", "client_id": "firecrest-alice", "client_secret": "wrong"}},
+    {"auth": ("nobody", "alice-secret"), "data": {"grant_type": "client_credentials"}},
+    {"data": {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"}},
+    {"data": {"grant_type": "client_credentials"}},
+], ids=["basic-wrong-secret", "post-wrong-secret", "basic-unknown-client", "post-unknown-client", "no-credentials"])
+def test_bad_client_is_401(provider, kwargs):
+    response = _token(provider, **kwargs)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert "access_token" not in response.text
+
+
+def test_unknown_grant_is_400(provider):
+    response = _token(provider, auth=("firecrest-alice", "alice-secret"),
+                      data={"grant_type": "password", "username": "alice", "password": "x"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "unsupported_grant_type"
+
+
+def test_generated_secret(provider):
+    from services.idp.client import fetch_token
+    from services.idp.secrets import client_secret
+
+    cfg = provider.cfg
+    path = provider.state / "idp" / "clients" / "firecrest-health.secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((provider.state / "idp").stat().st_mode) == 0o700
+    assert stat.S_IMODE((provider.state / "idp" / "signing_key.pem").stat().st_mode) == 0o600
+    secret = client_secret(cfg, "firecrest-health")
+    assert len(secret) >= 32 and secret == path.read_text().strip()
+    assert client_secret(cfg, "firecrest-alice") == "alice-secret"  # configured secrets are not written
+    assert not (path.parent / "firecrest-alice.secret").exists()
+    token = fetch_token(cfg.identity.token_url, "firecrest-health", secret)
+    assert _claims(provider, token)["preferred_username"] == "firecrest"
+
+
+def test_fetch_token_rejects_bad_secret(provider):
+    from services.idp.client import TokenError, fetch_token
+
+    with pytest.raises(TokenError, match="401"):
+        fetch_token(provider.cfg.identity.token_url, "firecrest-alice", "wrong")
+
+
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
+def test_pyfirecrest_client_credentials(provider, method):
+    from firecrest import ClientCredentialsAuth
+
+    auth = ClientCredentialsAuth("firecrest-alice", "alice-secret", provider.cfg.identity.token_url,
+                                 client_auth_method=method)
+    assert _claims(provider, auth.get_access_token())["preferred_username"] == "alice"
+
+
+def test_log_has_no_secrets_or_tokens(provider):
+    token = _token(provider, auth=("firecrest-alice", "alice-secret"),
+                   data={"grant_type": "client_credentials"}).json()["access_token"]
+    httpx.post(f"{provider.base}/token?client_secret=alice-secret", timeout=5,
+               data={"grant_type": "client_credentials"})
+    log = provider.log.read_text()
+    assert "POST /token 200" in log
+    secret = client_secret_of_health(provider)
+    for s in ("alice-secret", token, secret, token.split(".")[1]):
+        assert s not in log
+
+
+def client_secret_of_health(provider) -> str:
+    return (provider.state / "idp" / "clients" / "firecrest-health.secret").read_text().strip()
+
+
+def test_keys_and_secrets_survive_restart(tmp_path):
+    p = Provider(tmp_path)
+    p.start()
+    try:
+        kid = httpx.get(f"{p.base}/jwks", timeout=5).json()["keys"][0]["kid"]
+        pem = (p.state / "idp" / "signing_key.pem").read_bytes()
+        secret = client_secret_of_health(p)
+        old = _token(p, auth=("firecrest-alice", "alice-secret"),
+                     data={"grant_type": "client_credentials"}).json()["access_token"]
+    finally:
+        p.stop()
+    p.start()
+    try:
+        assert httpx.get(f"{p.base}/jwks", timeout=5).json()["keys"][0]["kid"] == kid
+        assert (p.state / "idp" / "signing_key.pem").read_bytes() == pem
+        assert client_secret_of_health(p) == secret
+        # A token issued before the restart still verifies against the served JWKS.
+        assert _claims(p, old)["preferred_username"] == "alice"
+    finally:
+        p.stop()
+    assert p.proc is None
