@@ -1,0 +1,1 @@
+"""SSH to HPC systems as the calling user: quoting, certificates, pooled connections."""
