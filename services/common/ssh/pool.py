@@ -149,6 +149,7 @@ class _UserSlot:
 
     connections: list[_Connection] = field(default_factory=list)
     connecting: int = 0
+    waiting: int = 0
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
 
@@ -185,18 +186,26 @@ class SshPool:
         key = (caller.username, system.name)
         slot = self._slots.setdefault(key, _UserSlot())
         limit = system.ssh.max_connections_per_user
+        capacity = system.ssh.sessions_per_connection
         async with slot.changed:
-            while True:
-                slot.connections = [c for c in slot.connections if c.alive() or c.in_use]
-                free = [c for c in slot.connections if c.alive() and c.in_use < c.capacity]
-                if free:
-                    connection = min(free, key=lambda c: c.in_use)  # spread channels evenly
-                    connection.in_use += 1
-                    return connection
-                if len(slot.connections) + slot.connecting < limit:
-                    slot.connecting += 1
-                    break
-                await slot.changed.wait()
+            slot.waiting += 1
+            try:
+                while True:
+                    slot.connections = [c for c in slot.connections if c.alive() or c.in_use]
+                    free = [c for c in slot.connections if c.alive() and c.in_use < c.capacity]
+                    if free:
+                        connection = min(free, key=lambda c: c.in_use)  # spread channels evenly
+                        connection.in_use += 1
+                        return connection
+                    # Open another connection only when the ones being opened cannot serve every
+                    # waiter: a burst of 3 requests for a new user makes one login, not three.
+                    if (len(slot.connections) + slot.connecting < limit
+                            and slot.waiting > slot.connecting * capacity):
+                        slot.connecting += 1
+                        break
+                    await slot.changed.wait()
+            finally:
+                slot.waiting -= 1
         try:
             cert = await self._certificates.session_certificate(caller)
             transport = await self._in_thread(open_transport, system, caller.username, cert)

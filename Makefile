@@ -1,0 +1,38 @@
+# firecrest-mesh: one machine, one command.
+#   make up     install (apt + pip, idempotent), start the local HPC system,
+#               identity provider, services and gateway; wait until healthy
+#   make down   stop everything (state stays in state/)
+#   make test   make up, then every test (unit, integration through the gateway, conformance)
+#   make gen    regenerate gen/ from protos/
+#   make lint   buf lint
+#   make bench  benchmarks (bench/), tables printed and saved in bench/results/
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: up down test gen lint bench install status
+
+install:
+	bash scripts/install.sh
+
+gen: install
+	bash scripts/gen.sh
+
+lint: install
+	.venv/bin/buf lint
+
+up: install
+	bash cluster/up.sh
+	$(PY) scripts/mesh.py up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) scripts/mesh.py down; fi
+	bash cluster/down.sh
+
+status:
+	$(PY) scripts/mesh.py status
+
+test: up
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: up
+	$(PY) bench/run.py $(BENCH_ARGS)

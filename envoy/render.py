@@ -1,0 +1,388 @@
+"""Renders the Envoy gateway's bootstrap configuration from the project configuration.
+
+The gateway is one Envoy listener that serves REST/JSON (FirecREST v2 wire format) and native gRPC on
+the same port: it strips client-sent identity headers, verifies the access token, transcodes
+REST ↔ gRPC with the descriptor set generated from protos/, and routes `/firecrest_mesh.<svc>.v1.*`
+to the service `<svc>` of `config.services`. The certificator is internal and never routed.
+
+    python -m envoy.render [--config FILE] [--out PATH]     (default out: <state>/envoy/envoy.yaml)
+
+Writes PATH and, beside it, `firecrest.lua` (envoy/firecrest.lua with the configured username claim).
+The result reads top-down: listener → HTTP filters in request order → routes → local replies →
+clusters → admin. The launcher calls `render()`; tests render into a temporary folder and run
+`envoy --mode validate` on the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+from google.protobuf import descriptor_pb2
+
+if __package__ in (None, ""):  # run as a script: python envoy/render.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.config import REPO_ROOT, Address, Config, ConfigError, load_config  # noqa: E402
+
+DESCRIPTOR_SET = REPO_ROOT / "gen" / "envoy" / "api_descriptor.pb"
+LUA_SOURCE = Path(__file__).resolve().parent / "firecrest.lua"
+API_PACKAGE = re.compile(r"^firecrest_mesh\.([a-z0-9_]+)\.v1$")
+INTERNAL_SERVICES = {"certificator"}  # never routed, never transcoded
+LIVENESS_REST_PATHS = ("/status/liveness", "/status/liveness/")
+LIVENESS_GRPC_PATH = "/firecrest_mesh.status.v1.StatusService/GetLiveness"
+JWT_PROVIDER = "identity_provider"
+IDP_CLUSTER = "identity_provider"
+ROUTE_TIMEOUT = "60s"
+MIB = 1024 * 1024
+# The Lua script reads the username claim from this line; render() substitutes the configured one.
+LUA_CLAIM_LINE = re.compile(r'^local USERNAME_CLAIM = "[^"\n]*"', re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ApiService:
+    """A gRPC service of the public API, e.g. `firecrest_mesh.status.v1.StatusService` of `status`."""
+    name: str  # config key and cluster name: "status"
+    full_name: str  # "firecrest_mesh.status.v1.StatusService"
+
+
+def api_services(descriptor_set: Path) -> list[ApiService]:
+    """Every `firecrest_mesh.<name>.v1` service in the descriptor set, internal ones excluded."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    found = []
+    for f in fds.file:
+        if (m := API_PACKAGE.match(f.package)) and m.group(1) not in INTERNAL_SERVICES:
+            found += [ApiService(m.group(1), f"{f.package}.{s.name}") for s in f.service]
+    return sorted(found, key=lambda s: s.full_name)
+
+
+def routed_services(cfg: Config) -> dict[str, Address]:
+    """The services of `config.services` the gateway routes to (all but the internal ones)."""
+    return {name: addr for name, addr in cfg.services.items() if name not in INTERNAL_SERVICES}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback)
+
+
+def _y(value, indent: int) -> str:
+    """`value` as a YAML block indented by `indent` spaces (no trailing newline)."""
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=10_000, allow_unicode=True)
+    return "\n".join(" " * indent + line for line in text.rstrip("\n").splitlines())
+
+
+def _q(text: str) -> str:
+    """A YAML scalar for `text` (JSON strings are valid YAML)."""
+    return json.dumps(text)
+
+
+def _socket(host: str, port: int) -> dict:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _cluster_address(name: str, host: str, port: int) -> dict:
+    """Cluster type and endpoint: STATIC for an IP literal, STRICT_DNS for a host name."""
+    return {
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "load_assignment": {"cluster_name": name,
+                            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}]},
+    }
+
+
+def _service_cluster(name: str, addr: Address) -> dict:
+    cluster = {"name": name, "connect_timeout": "1s"}
+    cluster.update(_cluster_address(name, addr.host, addr.port))
+    cluster.update({
+        # gRPC needs HTTP/2 upstream. 1 MiB windows bound Envoy's buffering of streamed downloads.
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {
+                "initial_stream_window_size": MIB, "initial_connection_window_size": 4 * MIB}}}},
+        # 0 %: never send traffic to an unhealthy backend (Envoy's default panic mode would).
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        # grpc.health.v1.Health/Check with service "" (the whole server), as grpcio-health-checking serves it.
+        "health_checks": [{"timeout": "1s", "interval": "5s", "no_traffic_interval": "5s",
+                           "unhealthy_threshold": 2, "healthy_threshold": 1, "grpc_health_check": {}}],
+    })
+    return cluster
+
+
+def _idp_cluster(jwks_uri: str) -> dict:
+    url = urlsplit(jwks_uri)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"identity.jwks_uri: expected an http(s) URL, got {jwks_uri!r}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    cluster = {"name": IDP_CLUSTER, "connect_timeout": "2s"}
+    cluster.update(_cluster_address(IDP_CLUSTER, url.hostname, port))
+    if cluster["type"] == "STRICT_DNS":
+        cluster["type"] = "LOGICAL_DNS"  # an external provider: follow its DNS, one connection target
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    if url.scheme == "https":
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": url.hostname,
+            "common_tls_context": {"validation_context": {
+                "trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"},
+                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": url.hostname}}]}}}}
+    return cluster
+
+
+def _error_body(error_type: str, user_claim: str) -> dict:
+    """The FirecREST v2 error object for Envoy's own replies (`null` user before authentication)."""
+    return {"errorType": error_type, "message": "%LOCAL_REPLY_BODY%", "causedBy": None, "data": None,
+            "user": f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{user_claim})%"}
+
+
+def response_body_limit(cfg: Config) -> int:
+    """Largest unary JSON response: room for the biggest `view`/download of any system, JSON-escaped."""
+    largest_file = max((s.max_ops_file_size for s in cfg.systems), default=5 * MIB)
+    return max(cfg.gateway.max_request_body_bytes, 2 * largest_file)
+
+
+def render(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> Path:
+    """Writes the bootstrap to `out` and the Lua script beside it; returns `out`."""
+    gw, idp = cfg.gateway, cfg.identity
+    if not _is_loopback(gw.admin.host):
+        raise ConfigError(f"gateway.admin: the admin interface must bind loopback only, got {gw.admin}")
+    services = api_services(descriptor_set)
+    routed = routed_services(cfg)
+    for s in services:
+        if s.name not in routed:
+            print(f"render: warning: {s.full_name} is in the API but services.{s.name} is not configured "
+                  "(its calls will answer 404)", file=sys.stderr)
+    described = {s.name for s in services}
+    for name in routed:
+        if name not in described:
+            print(f"render: warning: services.{name} has no firecrest_mesh.{name}.v1 service in "
+                  f"{descriptor_set} (run scripts/gen.sh?)", file=sys.stderr)
+    claim = idp.username_claim
+    lua_source = LUA_SOURCE.read_text()
+    if not LUA_CLAIM_LINE.search(lua_source):
+        raise RuntimeError(f"{LUA_SOURCE}: no 'local USERNAME_CLAIM = \"...\"' line to substitute")
+    lua_source = LUA_CLAIM_LINE.sub(lambda _: f"local USERNAME_CLAIM = {json.dumps(claim)}", lua_source, 1)
+
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lua_out = out.with_name("firecrest.lua")
+    lua_out.write_text(lua_source)
+
+    public_paths = [{"match": {"path": p}} for p in (*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH)]
+    routes = [{"match": {"prefix": f"/firecrest_mesh.{name}.v1."},
+               "route": {"cluster": name, "timeout": ROUTE_TIMEOUT}} for name in routed]
+    if "status" in routed:  # the status service serves reflection for the whole API
+        routes.append({"match": {"prefix": "/grpc.reflection."},
+                       "route": {"cluster": "status", "timeout": ROUTE_TIMEOUT}})
+    clusters = [_service_cluster(name, addr) for name, addr in routed.items()] + [_idp_cluster(idp.jwks_uri)]
+    user_meta = f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{claim})%"
+
+    text = f"""\
+# Envoy bootstrap of the firecrest-mesh gateway. GENERATED by envoy/render.py from
+# {cfg.path} and {descriptor_set}: edit those, not this file.
+# Reads top-down: listener → HTTP filters in request order → routes → Envoy's own replies → clusters → admin.
+
+static_resources:
+  listeners:
+  # One port for REST/JSON (HTTP/1.1 or h2c) and native gRPC (h2c): codec_type AUTO picks per connection.
+  - name: gateway
+    address: {json.dumps(_socket(gw.listen.host, gw.listen.port))}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          codec_type: AUTO
+          # The edge proxy: the client's address is the peer's, paths are normalised before any rule sees them.
+          use_remote_address: true
+          normalize_path: true
+          merge_slashes: true
+          # Every request gets an X-Request-ID (services log it; clients see it in every response).
+          generate_request_id: true
+          always_set_request_id_in_response: true
+          # One JSON line per request on stdout. Never logs the Authorization header or the token.
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                json_format:
+                  time: "%START_TIME%"
+                  request_id: "%REQ(X-REQUEST-ID)%"
+                  method: "%DYNAMIC_METADATA(envoy.filters.http.lua:method)%"
+                  path: "%DYNAMIC_METADATA(envoy.filters.http.lua:path)%"
+                  grpc_path: "%REQ(:PATH)%"
+                  protocol: "%PROTOCOL%"
+                  status: "%RESPONSE_CODE%"
+                  grpc_status: "%GRPC_STATUS%"
+                  details: "%RESPONSE_CODE_DETAILS%"
+                  flags: "%RESPONSE_FLAGS%"
+                  duration_ms: "%DURATION%"
+                  bytes_received: "%BYTES_RECEIVED%"
+                  bytes_sent: "%BYTES_SENT%"
+                  upstream_cluster: "%UPSTREAM_CLUSTER%"
+                  client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+                  user: {_q(user_meta)}
+
+          http_filters:
+          # (a) Lua, first on the request and therefore last on the response. Request: drops client-sent
+          #     identity headers before anything reads them, records method/path for the access log.
+          #     Response (REST only): F7T-* headers, x-http-code → :status, 204 without body,
+          #     transcoder errors → FirecREST error object, F7T-AuthUsername on errors.
+          - name: envoy.filters.http.lua
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+              default_source_code:
+                filename: {_q(str(lua_out))}
+
+          # (b) JWT authentication, before the transcoder so that its rules see REST paths as well as
+          #     gRPC ones. The verified username goes to services as `x-firecrest-username`; the token
+          #     itself is forwarded because services present it to the certificator.
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                {JWT_PROVIDER}:
+                  issuer: {_q(idp.issuer)}
+                  audiences: [{_q(idp.audience)}]
+                  remote_jwks:
+                    http_uri:
+                      uri: {_q(idp.jwks_uri)}
+                      cluster: {IDP_CLUSTER}
+                      timeout: 5s
+                    cache_duration: 300s
+                    # Fetch the keys at start-up, do not hold the listener for them, retry soon on failure.
+                    async_fetch:
+                      fast_listener: true
+                      failed_refetch_duration: 2s
+                    retry_policy:
+                      num_retries: 3
+                  # The header only: no `?access_token=` in URLs (they end up in logs).
+                  from_headers:
+                  - name: Authorization
+                    value_prefix: "Bearer "
+                  forward: true
+                  claim_to_headers:
+                  - header_name: x-firecrest-username
+                    claim_name: {_q(claim)}
+                  # For the access log, Envoy's own error bodies and the Lua script (error `user`).
+                  payload_in_metadata: jwt_payload
+              rules:
+              # Public: liveness, as REST (both spellings) and as gRPC.
+{_y(public_paths, 14)}
+              # Everything else needs a valid token: REST, gRPC, reflection, unknown paths.
+              - match: {{prefix: /}}
+                requires: {{provider_name: {JWT_PROVIDER}}}
+
+          # (c) REST/JSON ↔ gRPC for every public API service of the descriptor set. Native gRPC
+          #     requests (content-type application/grpc) pass through untouched.
+          - name: envoy.filters.http.grpc_json_transcoder
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
+              proto_descriptor: {_q(str(Path(descriptor_set).resolve()))}
+              services:
+{_y([s.full_name for s in services], 14)}
+              # gRPC errors become a JSON body {{"code","message"}} that Lua reshapes (else: empty body).
+              convert_grpc_status: true
+              print_options:
+                always_print_primitive_fields: true   # FirecREST prints 0, "" and false
+                preserve_proto_field_names: false     # lowerCamelCase keys (json_name)
+              # Clean 404/400 answers instead of passing unknown requests on.
+              request_validation_options:
+                reject_unknown_method: true
+                reject_unknown_query_parameters: true
+                reject_binding_body_field_collisions: true
+              max_request_body_size: {gw.max_request_body_bytes}
+              max_response_body_size: {response_body_limit(cfg)}
+
+          # (d) The router. No x-envoy-* headers towards clients or services.
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+              suppress_envoy_headers: true
+
+          # Routes: after transcoding Envoy selects the route again on the gRPC path (/pkg.Service/Method),
+          # so every route matches gRPC paths: one prefix per service package.
+          route_config:
+            name: firecrest
+            virtual_hosts:
+            - name: firecrest
+              domains: ["*"]
+              routes:
+{_y(routes, 14)}
+              # Anything else: FirecREST's 404 (the body is wrapped by local_reply_config below).
+              - match: {{prefix: /}}
+                direct_response:
+                  status: 404
+                  body: {{inline_string: Not Found}}
+
+          # Envoy's own replies (JWT 401/403, transcoder 400/404/413, 503 no healthy upstream, 504 timeout,
+          # the 404 above) get the FirecREST error body. Native gRPC callers get a plain grpc-message.
+          local_reply_config:
+            mappers:
+            - filter:  # native gRPC: the Lua filter marked the request
+                metadata_filter:
+                  matcher:
+                    filter: envoy.filters.http.lua
+                    path: [{{key: grpc}}]
+                    value: {{bool_match: true}}
+              body_format_override:
+                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
+            - filter:  # a 400 from Envoy is the transcoder rejecting the request: a validation error
+                status_code_filter:
+                  comparison:
+                    op: EQ
+                    value: {{default_value: 400, runtime_key: firecrest.local_reply.validation_status}}
+              body_format_override:
+                json_format:
+{_y(_error_body("validation", claim), 18)}
+            body_format:
+              json_format:
+{_y(_error_body("error", claim), 16)}
+
+  clusters:
+  # One per routed service: gRPC over h2c, actively health-checked; then the identity provider (JWKS).
+{_y(clusters, 2)}
+
+# Admin (stats, /clusters, /config_dump): loopback only.
+admin:
+  address: {json.dumps(_socket(gw.admin.host, gw.admin.port))}
+"""
+    yaml.safe_load(text)  # a syntax error here is a bug in this file
+    out.write_text(text)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="configuration file (default: FIRECREST_MESH_CONFIG or config/local.yaml)")
+    parser.add_argument("--out", help="output file (default: <state>/envoy/envoy.yaml)")
+    parser.add_argument("--descriptor-set", default=str(DESCRIPTOR_SET), help="generated descriptor set")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        out = render(cfg, Path(args.out) if args.out else cfg.state("envoy", "envoy.yaml"),
+                     Path(args.descriptor_set))
+    except ConfigError as exc:
+        print(f"render: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

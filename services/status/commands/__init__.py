@@ -1,0 +1,1 @@
+"""One module per remote command: each builds its argument list and parses its own output."""

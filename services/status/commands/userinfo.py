@@ -1,0 +1,43 @@
+"""The caller's identity: `id` for user and groups, `sacctmgr` for scheduler accounts."""
+
+from __future__ import annotations
+
+import re
+
+from firecrest_mesh.status.v1 import status_pb2
+
+ID_ARGV = ["id"]
+_ID_ENTRY = re.compile(r"(\d+)\(([^)]*)\)")
+
+
+def accounts_argv(username: str) -> list[str]:
+    return ["sacctmgr", "-n", "-P", "show", "assoc", f"user={username}", "format=account"]
+
+
+def default_account_argv(username: str) -> list[str]:
+    return ["sacctmgr", "-n", "-P", "show", "user", username, "format=defaultaccount"]
+
+
+def parse_id(stdout: str) -> tuple[status_pb2.PosixIdentity, status_pb2.PosixIdentity,
+                                   list[status_pb2.PosixIdentity]]:
+    """Parses `uid=1001(alice) gid=1001(alice) groups=1001(alice),100(users)`."""
+    fields = {}
+    for part in stdout.split():
+        key, _, value = part.partition("=")
+        fields[key] = value
+    def ident(text: str) -> status_pb2.PosixIdentity:
+        m = _ID_ENTRY.match(text or "")
+        return status_pb2.PosixIdentity(id=m.group(1), name=m.group(2)) if m else \
+            status_pb2.PosixIdentity(id=text, name=text)
+    groups = [status_pb2.PosixIdentity(id=i, name=n) for i, n in _ID_ENTRY.findall(fields.get("groups", ""))]
+    return ident(fields.get("uid", "")), ident(fields.get("gid", "")), groups
+
+
+def parse_accounts(assoc_stdout: str, default_stdout: str) -> list[status_pb2.SchedulerAccount]:
+    default = default_stdout.strip().splitlines()[0].strip() if default_stdout.strip() else ""
+    names: list[str] = []
+    for line in assoc_stdout.splitlines():
+        name = line.strip()
+        if name and name not in names:
+            names.append(name)
+    return [status_pb2.SchedulerAccount(name=n, default=(n == default)) for n in sorted(names)]
