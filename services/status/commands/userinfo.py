@@ -20,17 +20,14 @@ def default_account_argv(username: str) -> list[str]:
 
 def parse_id(stdout: str) -> tuple[status_pb2.PosixIdentity, status_pb2.PosixIdentity,
                                    list[status_pb2.PosixIdentity]]:
-    """Parses `uid=1001(alice) gid=1001(alice) groups=1001(alice),100(users)`."""
-    fields = {}
-    for part in stdout.split():
-        key, _, value = part.partition("=")
-        fields[key] = value
-    def ident(text: str) -> status_pb2.PosixIdentity:
-        m = _ID_ENTRY.match(text or "")
-        return status_pb2.PosixIdentity(id=m.group(1), name=m.group(2)) if m else \
-            status_pb2.PosixIdentity(id=text, name=text)
-    groups = [status_pb2.PosixIdentity(id=i, name=n) for i, n in _ID_ENTRY.findall(fields.get("groups", ""))]
-    return ident(fields.get("uid", "")), ident(fields.get("gid", "")), groups
+    """Parses `uid=1001(alice) gid=1001(alice) groups=1001(alice),100(users)` (names may hold spaces)."""
+    text = stdout.strip()
+    def ident(key: str) -> status_pb2.PosixIdentity:
+        m = re.search(rf"(?:^|\s){key}=(\d+)\(([^)]*)\)", text)
+        return status_pb2.PosixIdentity(id=m.group(1), name=m.group(2)) if m else status_pb2.PosixIdentity()
+    groups_text = text.split(" groups=", 1)[1] if " groups=" in text else ""
+    groups = [status_pb2.PosixIdentity(id=i, name=n) for i, n in _ID_ENTRY.findall(groups_text)]
+    return ident("uid"), ident("gid"), groups
 
 
 def parse_accounts(assoc_stdout: str, default_stdout: str) -> list[status_pb2.SchedulerAccount]:
