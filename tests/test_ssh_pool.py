@@ -1,0 +1,103 @@
+"""The SSH pool against the real certificator and sshd: bursts queue instead of failing, connections
+stay bounded, arguments reach the remote side literally."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from services.common.identity import Caller
+from services.common.ssh.certificates import CertificateCache
+from services.common.ssh.command import shell_join
+from services.common.ssh.pool import SshPool
+from services.common.errors import RequestTimeout, PayloadTooLarge
+
+
+def small_system(config, connections: int, sessions: int):
+    system = config.system("local")
+    return dataclasses.replace(system, ssh=dataclasses.replace(
+        system.ssh, max_connections_per_user=connections, sessions_per_connection=sessions))
+
+
+async def with_pool(config, body):
+    certificates = CertificateCache(str(config.services["certificator"]))
+    pool = SshPool(certificates)
+    try:
+        return await body(pool)
+    finally:
+        await pool.close()
+        await certificates.close()
+
+
+def test_burst_beyond_capacity_queues_and_succeeds(config, token):
+    caller = Caller("alice", token("alice"))
+    system = small_system(config, connections=2, sessions=5)
+
+    async def body(pool: SshPool):
+        command = shell_join(["sh", "-c", "sleep 0.3; echo done"])
+        results = await asyncio.gather(*(pool.run(caller, system, command) for _ in range(40)))
+        return results, pool.connection_count("alice", "local")
+
+    results, connections = asyncio.run(with_pool(config, body))
+    assert [r.text() for r in results] == ["done\n"] * 40
+    assert 1 <= connections <= 2
+
+
+def test_hostile_arguments_arrive_literally(config, token, tmp_path):
+    caller = Caller("alice", token("alice"))
+    hostile = ["$(touch /tmp/firecrest-pwned)", "`id`", "a'b\"c", "; rm -rf ~", "-rf", "new\nline", "*"]
+
+    async def body(pool: SshPool):
+        return await pool.run(caller, config.system("local"), shell_join(["printf", "%s\\0", *hostile]))
+
+    result = asyncio.run(with_pool(config, body))
+    assert result.stdout.split(b"\0")[:-1] == [h.encode() for h in hostile]
+    assert not (tmp_path / "firecrest-pwned").exists()
+    import os
+    assert not os.path.exists("/tmp/firecrest-pwned")
+
+
+def test_command_timeout_is_408(config, token):
+    caller = Caller("alice", token("alice"))
+
+    async def body(pool: SshPool):
+        return await pool.run(caller, config.system("local"), shell_join(["sleep", "5"]), timeout=1)
+
+    with pytest.raises(RequestTimeout):
+        asyncio.run(with_pool(config, body))
+
+
+def test_output_limit_is_413(config, token):
+    caller = Caller("alice", token("alice"))
+
+    async def body(pool: SshPool):
+        return await pool.run(caller, config.system("local"), shell_join(["head", "-c", "300000", "/dev/zero"]),
+                              max_output=100000)
+
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(with_pool(config, body))
+
+
+def test_stdin_and_binary_output_round_trip(config, token):
+    caller = Caller("alice", token("alice"))
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+
+    async def body(pool: SshPool):
+        return await pool.run(caller, config.system("local"), shell_join(["cat"]), stdin=payload)
+
+    result = asyncio.run(with_pool(config, body))
+    assert result.exit_status == 0 and result.stdout == payload
+
+
+def test_command_certificate_mode(config, token):
+    caller = Caller("bob", token("bob"))
+    system = config.system("local")
+    system = dataclasses.replace(system, ssh=dataclasses.replace(system.ssh, certificate_mode="command"))
+
+    async def body(pool: SshPool):
+        return await asyncio.gather(*(pool.run(caller, system, shell_join(["echo", f"n{i}"])) for i in range(6)))
+
+    results = asyncio.run(with_pool(config, body))
+    assert [r.text() for r in results] == [f"n{i}\n" for i in range(6)]
