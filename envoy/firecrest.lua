@@ -3,7 +3,7 @@
 --
 -- Request:  drop client-sent identity headers (only jwt_authn may set them); mark native gRPC
 --           requests for local_reply_config; record method and path for the access log (the
---           transcoder rewrites both); serve `/status/liveness/` (FirecREST v2's canonical URL).
+--           transcoder rewrites both).
 -- Response, REST only (native gRPC, content-type application/grpc*, passes untouched):
 --           F7T-AppVersion and F7T-Timestamp on every response, Envoy's own replies included;
 --           x-http-code from the service (initial metadata, or trailing metadata of a trailers-only
@@ -32,6 +32,9 @@ local function is_reserved(name)
   return false
 end
 
+-- Response headers of the gRPC exchange that mean nothing to a REST client.
+local GRPC_LEFTOVERS = { "grpc-status", "grpc-message", "grpc-accept-encoding", "grpc-encoding" }
+
 local function is_grpc(content_type)
   return content_type ~= nil and content_type:sub(1, 16) == "application/grpc"
 end
@@ -49,10 +52,7 @@ function envoy_on_request(handle)
   meta:set(LUA_NS, "method", headers:get(":method") or "")
   meta:set(LUA_NS, "path", path)
   if is_grpc(headers:get("content-type")) then meta:set(LUA_NS, "grpc", true) end
-
-  -- The proto binds `/status/liveness`; FirecREST v2 clients call `/status/liveness/`.
-  local bare, query = path:match("^([^?]*)(.*)$")
-  if bare == "/status/liveness/" then headers:replace(":path", "/status/liveness" .. query) end
+  -- No rewrite of `/status/liveness/`: the transcoder matches it to the `/status/liveness` binding.
 end
 
 -- `s` as a JSON string literal. Escapes quote, backslash and control characters; UTF-8 passes as is.
@@ -150,8 +150,7 @@ function envoy_on_response(handle)
 
   headers:replace("f7t-appversion", APP_VERSION)
   headers:replace("f7t-timestamp", timestamp(handle))
-  headers:remove("grpc-status") -- gRPC leftovers of a transcoded error mean nothing to REST clients
-  headers:remove("grpc-message")
+  for _, name in ipairs(GRPC_LEFTOVERS) do headers:remove(name) end
 
   -- The service's choice of HTTP status. A success code only replaces 200 (a service that sent
   -- 201 and then failed keeps the error status); an error code replaces anything.
@@ -171,6 +170,10 @@ function envoy_on_response(handle)
     headers = handle:headers() -- re-fetch after body()
     headers:remove("content-length")
     headers:remove("content-type")
+    local trailers = handle:trailers() -- on HTTP/2 the transcoder passes grpc-status on as trailers here
+    if trailers then
+      for _, name in ipairs(GRPC_LEFTOVERS) do trailers:remove(name) end
+    end
     return
   end
   if status < 400 then return end

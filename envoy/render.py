@@ -142,9 +142,9 @@ def _idp_cluster(jwks_uri: str) -> dict:
     return cluster
 
 
-def _error_body(error_type: str, user_claim: str) -> dict:
+def _error_body(error_type: str, user_claim: str, message: str = "%LOCAL_REPLY_BODY%") -> dict:
     """The FirecREST v2 error object for Envoy's own replies (`null` user before authentication)."""
-    return {"errorType": error_type, "message": "%LOCAL_REPLY_BODY%", "causedBy": None, "data": None,
+    return {"errorType": error_type, "message": message, "causedBy": None, "data": None,
             "user": f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{user_claim})%"}
 
 
@@ -324,7 +324,8 @@ static_resources:
               domains: ["*"]
               routes:
 {_y(routes, 14)}
-              # Anything else: FirecREST's 404 (the body is wrapped by local_reply_config below).
+              # Anything else (REST requests for unknown paths already got a 404 from the transcoder):
+              # FirecREST's 404; local_reply_config below writes the body.
               - match: {{prefix: /}}
                 direct_response:
                   status: 404
@@ -340,6 +341,7 @@ static_resources:
                     filter: envoy.filters.http.lua
                     path: [{{key: grpc}}]
                     value: {{bool_match: true}}
+                  match_if_key_not_found: false
               body_format_override:
                 text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
             - filter:  # a 400 from Envoy is the transcoder rejecting the request: a validation error
@@ -350,6 +352,14 @@ static_resources:
               body_format_override:
                 json_format:
 {_y(_error_body("validation", claim), 18)}
+            - filter:  # unknown path or method (transcoder, or the catch-all route): FirecREST's text
+                status_code_filter:
+                  comparison:
+                    op: EQ
+                    value: {{default_value: 404, runtime_key: firecrest.local_reply.not_found_status}}
+              body_format_override:
+                json_format:
+{_y(_error_body("error", claim, "Not Found"), 18)}
             body_format:
               json_format:
 {_y(_error_body("error", claim), 16)}

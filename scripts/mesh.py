@@ -69,7 +69,8 @@ def processes(config: Config) -> list[Process]:
                              lambda a=str(address): grpc_serving(a)))
     envoy_config = config.state("envoy", "envoy.yaml")
     gateway = config.gateway
-    procs.append(Process("envoy", [str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
+    procs.append(Process("envoy", [PYTHON, str(REPO_ROOT / "scripts" / "keep_parent.py"),
+                                   str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
                                    "--base-id", str(ENVOY_BASE_ID), "--concurrency", "2",
                                    "--log-level", "warn"],
                          lambda: http_ok(f"http://{gateway.listen}/status/liveness/")))
