@@ -85,7 +85,9 @@ class CertificatorConfig:
 class HealthConfig:
     interval_seconds: int
     timeout_seconds: int
-    service_account: str
+    service_account: str          # client_id of the health checker's service account
+    service_account_username: str | None  # its username on the clusters (external provider only)
+    client_secret_file: Path | None  # its secret (external provider); None: the embedded provider's
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,10 @@ def parse_config(data: dict, path: Path) -> Config:
         certificator=CertificatorConfig(lifetime, sources),
         health=HealthConfig(_positive(_get(health, "interval_seconds", "health", 60), "health.interval_seconds"),
                             _positive(_get(health, "timeout_seconds", "health", 10), "health.timeout_seconds"),
-                            _get(health, "service_account", "health", "firecrest-health", kind=str)),
+                            _get(health, "service_account", "health", "firecrest-health", kind=str),
+                            _get(health, "service_account_username", "health", None, kind=str),
+                            _resolve(f) if (f := _get(health, "client_secret_file", "health", None, kind=str))
+                            else None),
         systems=systems,
         _by_name=by_name,
     )

@@ -59,11 +59,16 @@ class HealthChecker:
             await asyncio.sleep(self._config.health.interval_seconds)
 
     async def _service_account(self) -> Caller:
-        identity = self._config.identity
-        client_id = self._config.health.service_account
-        secret = await asyncio.to_thread(client_secret, self._config, client_id)
-        token = await asyncio.to_thread(fetch_token, identity.token_url, client_id, secret)
-        return Caller(username=find_client(self._config, client_id).username, access_token=token)
+        """A fresh token of the health service account, from whichever provider is configured."""
+        identity, health = self._config.identity, self._config.health
+        if health.client_secret_file is not None:  # external provider: secret and username configured
+            secret = health.client_secret_file.read_text().strip()
+            username = health.service_account_username or health.service_account
+        else:
+            secret = await asyncio.to_thread(client_secret, self._config, health.service_account)
+            username = find_client(self._config, health.service_account).username
+        token = await asyncio.to_thread(fetch_token, identity.token_url, health.service_account, secret)
+        return Caller(username=username, access_token=token)
 
     async def check_all(self) -> None:
         try:
