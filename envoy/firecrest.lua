@@ -47,10 +47,9 @@ function envoy_on_request(handle)
   end
   for _, name in ipairs(reserved) do headers:remove(name) end
 
-  local path = headers:get(":path") or ""
   local meta = handle:streamInfo():dynamicMetadata()
   meta:set(LUA_NS, "method", headers:get(":method") or "")
-  meta:set(LUA_NS, "path", path)
+  meta:set(LUA_NS, "path", (headers:get(":path") or ""):match("^[^?]*")) -- no query: it may hold a token
   if is_grpc(headers:get("content-type")) then meta:set(LUA_NS, "grpc", true) end
   -- No rewrite of `/status/liveness/`: the transcoder matches it to the `/status/liveness` binding.
 end

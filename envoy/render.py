@@ -108,14 +108,11 @@ def _service_cluster(name: str, addr: Address) -> dict:
     cluster = {"name": name, "connect_timeout": "1s"}
     cluster.update(_cluster_address(name, addr.host, addr.port))
     cluster.update({
-        # gRPC needs HTTP/2 upstream. 1 MiB windows bound Envoy's buffering of streamed downloads.
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {
                 "initial_stream_window_size": MIB, "initial_connection_window_size": 4 * MIB}}}},
-        # 0 %: never send traffic to an unhealthy backend (Envoy's default panic mode would).
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
-        # grpc.health.v1.Health/Check with service "" (the whole server), as grpcio-health-checking serves it.
         "health_checks": [{"timeout": "1s", "interval": "5s", "no_traffic_interval": "5s",
                            "unhealthy_threshold": 2, "healthy_threshold": 1, "grpc_health_check": {}}],
     })
@@ -214,18 +211,23 @@ static_resources:
           # Every request gets an X-Request-ID (services log it; clients see it in every response).
           generate_request_id: true
           always_set_request_id_in_response: true
-          # One JSON line per request on stdout. Never logs the Authorization header or the token.
+          # One JSON line per request on stdout. No query strings (a client may put a token there) and
+          # never the Authorization header. `path` is the REST path, `grpc_path` the method called.
           access_log:
           - name: envoy.access_loggers.stdout
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
               log_format:
+                formatters:
+                - name: envoy.formatter.req_without_query
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery
                 json_format:
                   time: "%START_TIME%"
                   request_id: "%REQ(X-REQUEST-ID)%"
                   method: "%DYNAMIC_METADATA(envoy.filters.http.lua:method)%"
                   path: "%DYNAMIC_METADATA(envoy.filters.http.lua:path)%"
-                  grpc_path: "%REQ(:PATH)%"
+                  grpc_path: "%REQ_WITHOUT_QUERY(:PATH)%"
                   protocol: "%PROTOCOL%"
                   status: "%RESPONSE_CODE%"
                   grpc_status: "%GRPC_STATUS%"
@@ -365,7 +367,10 @@ static_resources:
 {_y(_error_body("error", claim), 16)}
 
   clusters:
-  # One per routed service: gRPC over h2c, actively health-checked; then the identity provider (JWKS).
+  # One per routed service. gRPC needs HTTP/2 (h2c); 1 MiB stream windows bound what Envoy buffers for
+  # streamed downloads. Active gRPC health checks (grpc.health.v1, service "") run every 5 s, with or
+  # without traffic; healthy_panic_threshold 0: an unhealthy backend gets no requests (503 instead).
+  # Last: the identity provider, from which jwt_authn fetches the JWKS.
 {_y(clusters, 2)}
 
 # Admin (stats, /clusters, /config_dump): loopback only.

@@ -71,7 +71,8 @@ def processes(config: Config) -> list[Process]:
     gateway = config.gateway
     procs.append(Process("envoy", [PYTHON, str(REPO_ROOT / "scripts" / "keep_parent.py"),
                                    str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
-                                   "--base-id", str(ENVOY_BASE_ID), "--concurrency", "2",
+                                   "--base-id", str(ENVOY_BASE_ID), "--concurrency", "1",
+                                   "--file-flush-interval-msec", "1000",  # access log within 1 s
                                    "--log-level", "warn"],
                          lambda: http_ok(f"http://{gateway.listen}/status/liveness/")))
     return procs

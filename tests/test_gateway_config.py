@@ -127,3 +127,27 @@ def test_non_loopback_admin_is_refused(tmp_path):
     assert result.returncode == 2
     assert "gateway.admin" in result.stderr
     assert not (tmp_path / "envoy.yaml").exists()
+
+
+def test_external_provider_and_host_names_validate(tmp_path):
+    """A deployment shape: HTTPS identity provider (e.g. Keycloak) and services reached by host name."""
+    data = yaml.safe_load(CONFIG.read_text())
+    data["identity"].update(issuer="https://keycloak.example.org/realms/hpc", audience="firecrest",
+                            jwks_uri="https://keycloak.example.org/realms/hpc/protocol/openid-connect/certs")
+    data["services"]["status"] = "status.firecrest.svc:50051"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "envoy.yaml"
+    result = subprocess.run([sys.executable, "-m", "envoy.render", "--config", str(config), "--out", str(out)],
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    clusters = {c["name"]: c for c in yaml.safe_load(out.read_text())["static_resources"]["clusters"]}
+    assert clusters["status"]["type"] == "STRICT_DNS"
+    idp = clusters["identity_provider"]
+    assert idp["type"] == "LOGICAL_DNS"
+    assert idp["transport_socket"]["typed_config"]["sni"] == "keycloak.example.org"
+    assert idp["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
+        "address": "keycloak.example.org", "port_value": 443}
+    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(out), "--base-id", "918", "-l", "error"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
