@@ -29,9 +29,9 @@ def mint(config, token):
     kid = jwt.get_unverified_header(token("alice"))["kid"]
     provider_key = key_path(config).read_bytes()
 
-    def make(key: bytes | None = None, **overrides) -> str:
-        return jwt.encode({**claims, **overrides}, key or provider_key, algorithm="RS256",
-                          headers={"kid": kid})
+    def make(key: bytes | None = None, drop: tuple[str, ...] = (), **overrides) -> str:
+        payload = {k: v for k, v in {**claims, **overrides}.items() if k not in drop}
+        return jwt.encode(payload, key or provider_key, algorithm="RS256", headers={"kid": kid})
     return make
 
 
@@ -101,3 +101,10 @@ def test_every_response_carries_version_and_request_id(api, anonymous):
                      anonymous.get("/status/systems")):
         assert response.headers["F7T-AppVersion"] == "2.x.x"
         assert response.headers.get("X-Request-ID")
+
+
+def test_token_without_username_claim_is_400(anonymous, mint):
+    anonymous_token = mint(drop=("preferred_username",))
+    response = anonymous.get("/status/local/userinfo", headers={"Authorization": f"Bearer {anonymous_token}"})
+    body = firecrest_error(response, 400)
+    assert body["message"] == "Authentication token 'preferred_username' claim is missing"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from services.common.config import USERNAME_RE
-from services.common.errors import Unauthenticated
+from services.common.errors import BadRequest, Unauthenticated
 
 USERNAME_HEADER = "x-firecrest-username"
 AUTHORIZATION_HEADER = "authorization"
@@ -30,17 +30,23 @@ class Caller:
         return f"Caller(username={self.username!r})"
 
 
-def caller_from_metadata(metadata) -> Caller:
-    """The caller named by the gateway's metadata; Unauthenticated when it is missing or malformed."""
+def caller_from_metadata(metadata, username_claim: str = "preferred_username") -> Caller:
+    """The caller named by the gateway's metadata.
+
+    No bearer token: Unauthenticated. A verified token without the username claim reaches us with
+    no username header: 400, as FirecREST v2 answers.
+    """
     values = {}
     for key, value in metadata or ():
         values.setdefault(key.lower(), value)
     username = values.get(USERNAME_HEADER, "")
     auth = values.get(AUTHORIZATION_HEADER, "")
-    if not username or not auth.startswith("Bearer "):
+    if not auth.startswith("Bearer "):
         raise Unauthenticated("Not authenticated")
+    if not username:
+        raise BadRequest(f"Authentication token '{username_claim}' claim is missing")
     if not USERNAME_RE.match(username):
-        raise Unauthenticated(f"Authentication token username is not a valid user name")
+        raise BadRequest("Authentication token username is not a valid user name")
     return Caller(username=username, access_token=auth[len("Bearer "):])
 
 
