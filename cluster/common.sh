@@ -40,13 +40,23 @@ USERS=(alice bob firecrest)
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: ERROR: $*" >&2; exit 1; }
 
+# true if PID runs and is not a zombie: this machine's init reaps exited
+# daemons only every second or two, and kill -0 succeeds on a zombie.
+running() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $st ]] || return 1
+  # a zombie leader whose other threads still run is still running
+  [[ $st != Z ]] || (($(ls "/proc/$1/task" 2>/dev/null | wc -l) > 1))
+}
+
 # pid from a pid file, if that process is alive and is the expected program
 # (guards against a stale pid file whose pid was reused).
 pid_of() {
   local file=$1 comm=$2 pid
   [[ -s $file ]] || return 1
   pid=$(tr -dc 0-9 <"$file")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -n $pid ]] && running "$pid" || return 1
   [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]] || return 1
   echo "$pid"
 }
@@ -61,15 +71,17 @@ wait_for() {
   done
 }
 
+not_running() { ! running "$1"; }
+
 # TERM the daemon in FILE and wait for it to exit (KILL after 30 s).
 stop_pidfile() {
   local name=$1 file=$2 comm=$3 pid
   if pid=$(pid_of "$file" "$comm"); then
     kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_for 30 bash -c "! kill -0 $pid"; then
+    if ! wait_for 30 not_running "$pid"; then
       log "$name (pid $pid) ignored TERM, killing"
       kill -KILL "$pid" 2>/dev/null || true
-      wait_for 5 bash -c "! kill -0 $pid" || true
+      wait_for 5 not_running "$pid" || true
     fi
     log "stopped $name (pid $pid)"
   fi

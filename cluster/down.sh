@@ -18,7 +18,7 @@ if [[ ! -d $C ]]; then
   exit 0
 fi
 exec 9>"$C/.lock"
-flock 9   # not while an up.sh is half-way
+flock -w 300 9 || die "another up.sh/down.sh holds $C/.lock"   # not while an up.sh is half-way
 
 if ((purge)) && pid_of "$CTLD_PID" slurmctld >/dev/null; then
   # running job steps would otherwise outlive slurmd and keep using the deleted spool dir

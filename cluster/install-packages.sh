@@ -8,7 +8,7 @@ PACKAGES=(
   munge                             # Slurm authentication
   mariadb-server mariadb-client     # accounting database behind slurmdbd
   openssh-server openssh-client     # sshd for the users, ssh-keygen/ssh-keyscan
-  procps iproute2 util-linux        # ps/pgrep, ss, runuser/flock used by up.sh/down.sh
+  procps util-linux                 # ps/pgrep for debugging; runuser/flock used by up.sh/down.sh
 )
 
 if [[ $(id -u) -ne 0 ]]; then

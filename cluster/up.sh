@@ -17,7 +17,8 @@ done
 START=$SECONDS
 mkdir -p "$C"
 exec 9>"$C/.lock"
-flock 9   # one up.sh/down.sh at a time
+# one up.sh/down.sh at a time; daemons are started with 9>&- so they never inherit the lock
+flock -w 300 9 || die "another up.sh/down.sh holds $C/.lock"
 
 # write_if_changed FILE MODE: stdin -> FILE; exit 0 if the content changed.
 write_if_changed() {
@@ -76,7 +77,7 @@ if ! pid_of "$MUNGE_PID" munged >/dev/null; then
     log "starting munged"
     runuser -u munge -- /usr/sbin/munged --socket="$MUNGE_SOCKET" \
       --key-file="$MUNGE_DIR/munge.key" --pid-file="$MUNGE_PID" \
-      --log-file="$MUNGE_DIR/munged.log" --seed-file="$MUNGE_DIR/munged.seed" \
+      --log-file="$MUNGE_DIR/munged.log" --seed-file="$MUNGE_DIR/munged.seed" 9>&- \
       || { show_log "$MUNGE_DIR/munged.log"; die "munged failed to start"; }
   fi
 fi
@@ -98,8 +99,8 @@ if ! pid_of "$DB_PID" mariadbd >/dev/null; then
   nohup mariadbd --no-defaults --user=root --datadir="$DB_DIR/data" \
     --bind-address=127.0.0.1 --port="$DB_PORT" --socket="$DB_SOCK" \
     --pid-file="$DB_PID" --log-error="$DB_DIR/mariadb.log" --skip-name-resolve \
-    --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
-    </dev/null >>"$DB_DIR/mariadb.log" 2>&1 &
+    --innodb-buffer-pool-size=1024M --innodb-lock-wait-timeout=900 \
+    </dev/null >>"$DB_DIR/mariadb.log" 2>&1 9>&- &
 fi
 wait_for 60 db -e 'SELECT 1' || { show_log "$DB_DIR/mariadb.log"; die "MariaDB not answering on $DB_SOCK"; }
 
@@ -220,7 +221,7 @@ fi
 # --- slurmdbd ---------------------------------------------------------------
 if ! pid_of "$DBD_PID" slurmdbd >/dev/null; then
   log "starting slurmdbd on 127.0.0.1:6819"
-  slurmdbd || { show_log "$SLURM_LOG/slurmdbd.log"; die "slurmdbd failed to start"; }
+  slurmdbd 9>&- || { show_log "$SLURM_LOG/slurmdbd.log"; die "slurmdbd failed to start"; }
 fi
 wait_for 60 sacctmgr -n show cluster || { show_log "$SLURM_LOG/slurmdbd.log"; die "slurmdbd not answering"; }
 
@@ -247,12 +248,12 @@ done
 # --- slurmctld + slurmd -----------------------------------------------------
 if ! pid_of "$CTLD_PID" slurmctld >/dev/null; then
   log "starting slurmctld on 127.0.0.1:6817"
-  slurmctld || { show_log "$SLURM_LOG/slurmctld.log"; die "slurmctld failed to start"; }
+  slurmctld 9>&- || { show_log "$SLURM_LOG/slurmctld.log"; die "slurmctld failed to start"; }
 fi
 wait_for 60 scontrol ping || { show_log "$SLURM_LOG/slurmctld.log"; die "slurmctld not answering"; }
 if ! pid_of "$SLURMD_PID" slurmd >/dev/null; then
   log "starting slurmd (node01) on 127.0.0.1:6818"
-  slurmd -N node01 || { show_log "$SLURM_LOG/slurmd.log"; die "slurmd failed to start"; }
+  slurmd -N node01 9>&- || { show_log "$SLURM_LOG/slurmd.log"; die "slurmd failed to start"; }
 fi
 
 node_state() { sinfo -h -n node01 -o %T | head -n1; }
@@ -303,7 +304,7 @@ if ((sshd_changed)) && pid_of "$SSHD_PID" sshd >/dev/null; then
 fi
 if ! pid_of "$SSHD_PID" sshd >/dev/null; then
   log "starting sshd on 127.0.0.1:$SSH_PORT"
-  /usr/sbin/sshd -f "$SSHD_CONFIG" -E "$SSHD_DIR/sshd.log" ||
+  /usr/sbin/sshd -f "$SSHD_CONFIG" -E "$SSHD_DIR/sshd.log" 9>&- ||
     { show_log "$SSHD_DIR/sshd.log"; die "sshd failed to start"; }
 fi
 # clients pin the host key with this file
