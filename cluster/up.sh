@@ -96,7 +96,9 @@ fi
 db() { mariadb --no-defaults --socket="$DB_SOCK" --user=root "$@"; }
 if ! pid_of "$DB_PID" mariadbd >/dev/null; then
   log "starting mariadbd on 127.0.0.1:$DB_PORT"
-  nohup mariadbd --no-defaults --user=root --datadir="$DB_DIR/data" \
+  # Its own session: mariadbd does not daemonize, and a caller that ends its process group
+  # (a CI step, a tool's shell) must not take the database down with it.
+  setsid nohup mariadbd --no-defaults --user=root --datadir="$DB_DIR/data" \
     --bind-address=127.0.0.1 --port="$DB_PORT" --socket="$DB_SOCK" \
     --pid-file="$DB_PID" --log-error="$DB_DIR/mariadb.log" --skip-name-resolve \
     --innodb-buffer-pool-size=1024M --innodb-lock-wait-timeout=900 \
