@@ -3,6 +3,7 @@
     python scripts/mesh.py up      start what is not running, wait until every part is healthy
     python scripts/mesh.py down    stop everything this script started
     python scripts/mesh.py status  one line per process
+    python scripts/mesh.py stop NAME   stop one process (fault tests; `up` starts it again)
 
 Called by `make up` / `make down` after the local HPC system is up (cluster/up.sh). Each process
 writes its log to state/logs/<name>.log and its pid to state/run/<name>.pid; `up` is idempotent.
@@ -165,8 +166,9 @@ def status(config: Config) -> None:
 
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else "up"
-    actions = {"up": up, "down": down, "status": status}
-    if command not in actions:
+    actions = {"up": up, "down": down, "status": status,
+               "stop": lambda config: stop(config, sys.argv[2])}
+    if command not in actions or (command == "stop" and len(sys.argv) != 3):
         raise SystemExit(__doc__)
     config = load_config()
     config.state("run").mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from services.common.errors import ApiError, ServiceUnavailable
 from services.common.identity import Caller
 
 RENEW_BEFORE_EXPIRY_SECONDS = 30
+CERTIFICATOR_TIMEOUT_SECONDS = 5
 
 
 @dataclass
@@ -60,8 +61,11 @@ class CertificateCache:
             access_token=caller.access_token, username=caller.username, public_key=public,
             force_command=force_command)
         try:
+            # wait_for_ready: a certificator restart (or gRPC's reconnect backoff after one) delays
+            # logins by a moment instead of failing them.
             reply = await self._stub.SignCertificate(
-                request, timeout=10, metadata=(("x-request-id", logs.request_id.get()),))
+                request, timeout=CERTIFICATOR_TIMEOUT_SECONDS, wait_for_ready=True,
+                metadata=(("x-request-id", logs.request_id.get()),))
         except grpc.aio.AioRpcError as err:
             code = err.code()
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
