@@ -189,6 +189,12 @@ function envoy_on_response(handle)
   if not members or not members.code or members.errorType then return end
   local message = members.message
   if not message or message:byte(1) ~= 34 then message = json_string("gRPC status " .. members.code) end
+  if status == 429 and not wanted and members.code == "8" then
+    -- RESOURCE_EXHAUSTED without a service's x-http-code is gRPC refusing an oversized message.
+    -- As 429 it would make pyfirecrest retry forever; it is a 413.
+    handle:headers():replace(":status", "413")
+    message = json_string("Request body is too large")
+  end
   body:setBytes('{"errorType":"error","message":' .. message .. ',"causedBy":null,"data":null,"user":'
                 .. (user and json_string(user) or "null") .. "}")
 end

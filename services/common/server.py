@@ -112,9 +112,12 @@ Register = Callable[[grpc.aio.Server, Config], Iterable[Callable[[], Awaitable[N
 async def serve(name: str, register: Register, config: Config | None = None) -> None:
     config = config or load_config()
     address = config.services[name]
+    # The gateway limits raw (HttpBody) bodies only; transcoded JSON bodies are limited here, to the
+    # same size (plus framing). The gateway answers 413 when a request is refused for its size.
+    max_request = config.gateway.max_request_body_bytes + 64 * 1024
     server = grpc.aio.server(interceptors=[ApiErrorInterceptor()],
                              options=[("grpc.so_reuseport", 0),
-                                      ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                                      ("grpc.max_receive_message_length", max_request),
                                       ("grpc.max_send_message_length", 64 * 1024 * 1024)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
