@@ -32,24 +32,35 @@ def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
     return None
 
 
+def _enter_request(context: grpc.aio.ServicerContext) -> None:
+    logs.request_id.set(_metadata_value(context, "x-request-id") or "-")
+    logs.username.set(_metadata_value(context, USERNAME_HEADER) or "-")
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    """Ends the RPC with the status of `exc`: an ApiError's own, or 500 for an unexpected bug
+    (with FirecREST v2's repr-style message)."""
+    if isinstance(exc, ApiError):
+        log.info("%s failed: %s %s", method, exc.http_status, exc.message,
+                 extra={"fields": {"method": method, "http_status": exc.http_status}})
+        code, http_status, message = exc.grpc_code, exc.http_status, exc.message
+    else:
+        log.error("%s crashed", method, exc_info=exc)
+        code, http_status, message = grpc.StatusCode.INTERNAL, 500, repr(exc.args)
+    context.set_trailing_metadata(((HTTP_CODE_KEY, str(http_status)),))
+    await context.abort(code, message)
+
+
 def _wrap_unary(behavior: Callable, method: str) -> Callable:
     async def handler(request, context: grpc.aio.ServicerContext):
-        logs.request_id.set(_metadata_value(context, "x-request-id") or "-")
-        logs.username.set(_metadata_value(context, USERNAME_HEADER) or "-")
+        _enter_request(context)
         start = time.perf_counter()
         try:
             response = await behavior(request, context)
-        except ApiError as err:
-            log.info("%s failed: %s %s", method, err.http_status, err.message,
-                     extra={"fields": {"method": method, "http_status": err.http_status}})
-            context.set_trailing_metadata(((HTTP_CODE_KEY, str(err.http_status)),))
-            await context.abort(err.grpc_code, err.message)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as exc:  # an unexpected bug: 500 with FirecREST v2's repr-style message
-            log.exception("%s crashed", method)
-            context.set_trailing_metadata(((HTTP_CODE_KEY, "500"),))
-            await context.abort(grpc.StatusCode.INTERNAL, repr(exc.args))
+        except Exception as exc:
+            await _abort(context, method, exc)
         log.info("%s ok", method, extra={"fields": {
             "method": method, "ms": round((time.perf_counter() - start) * 1000, 2)}})
         return response
@@ -57,23 +68,16 @@ def _wrap_unary(behavior: Callable, method: str) -> Callable:
 
 
 def _wrap_stream(behavior: Callable, method: str) -> Callable:
-    """Server-streaming or client-streaming handlers: same error mapping, yielding responses."""
-    async def handler(request_or_iterator, context: grpc.aio.ServicerContext):
-        logs.request_id.set(_metadata_value(context, "x-request-id") or "-")
-        logs.username.set(_metadata_value(context, USERNAME_HEADER) or "-")
+    """Server-streaming handlers: the same error mapping, yielding responses."""
+    async def handler(request, context: grpc.aio.ServicerContext):
+        _enter_request(context)
         try:
-            async for item in behavior(request_or_iterator, context):
+            async for item in behavior(request, context):
                 yield item
-        except ApiError as err:
-            log.info("%s failed: %s %s", method, err.http_status, err.message)
-            context.set_trailing_metadata(((HTTP_CODE_KEY, str(err.http_status)),))
-            await context.abort(err.grpc_code, err.message)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
-            log.exception("%s crashed", method)
-            context.set_trailing_metadata(((HTTP_CODE_KEY, "500"),))
-            await context.abort(grpc.StatusCode.INTERNAL, repr(exc.args))
+            await _abort(context, method, exc)
     return handler
 
 
