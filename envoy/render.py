@@ -308,6 +308,8 @@ static_resources:
                 reject_unknown_method: true
                 reject_unknown_query_parameters: true
                 reject_binding_body_field_collisions: true
+              # `+` in a query string is a space (form encoding: httpx/pyfirecrest send `path=a+b`).
+              query_param_unescape_plus: true
               max_request_body_size: {gw.max_request_body_bytes}
               max_response_body_size: {response_body_limit(cfg)}
 

@@ -1,0 +1,1 @@
+"""The utilities service: FirecREST v2 `/filesystem/{system}/ops/*` filesystem operations over SSH."""

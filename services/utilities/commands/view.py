@@ -1,0 +1,24 @@
+"""A byte range of a file as text (ops/view), read with `dd` in byte units."""
+
+from __future__ import annotations
+
+from services.common.errors import BadRequest
+
+
+def argv(path: str, size: int | None, offset: int | None, max_size: int) -> list[str]:
+    """`dd` reading `size` bytes (default and maximum `max_size`) from `offset` (default 0)."""
+    size = max_size if size is None else size
+    offset = 0 if offset is None else offset
+    if size <= 0:
+        raise BadRequest("`size` must be greater than 0.")
+    if size > max_size:
+        raise BadRequest(f"`size` cannot be greater than {max_size} bytes.")
+    if offset < 0:
+        raise BadRequest("`offset` must not be negative.")
+    # `if=` takes the rest of the argument verbatim, so the path needs no `--`.
+    return ["dd", f"if={path}", "iflag=skip_bytes,count_bytes,fullblock", f"skip={offset}",
+            f"count={size}", f"bs={min(size, 1 << 20)}", "status=none"]
+
+
+def parse(stdout: bytes) -> str:
+    return stdout.decode("utf-8", errors="replace")
