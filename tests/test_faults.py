@@ -92,3 +92,32 @@ def test_sshd_down_is_424_then_recovers(config, token):
     finally:
         subprocess.run(["bash", str(ROOT / "cluster" / "up.sh")], check=True, capture_output=True, timeout=300)
     assert asyncio.run(run_once()).text() == "ok\n"
+
+
+def test_submit_while_the_scheduler_hangs_is_408_and_a_keyed_retry_submits_once(api, config):
+    """slurmctld frozen (SIGSTOP): sbatch cannot answer, the service answers 408 instead of hanging.
+    After the scheduler resumes, a retry with the same Idempotency-Key yields exactly one job, whether
+    or not the first, timed-out sbatch reached the controller."""
+    import uuid
+    alice = api("alice")
+    name = f"frozen-{uuid.uuid4().hex[:8]}"
+    body = {"job": {"name": name, "script": "#!/bin/bash\nsleep 1\n", "workingDirectory": "/home/alice"}}
+    key = uuid.uuid4().hex
+    ctld_pid = config.state("cluster", "slurm", "run", "slurmctld.pid").read_text().split()[0]
+    subprocess.run(["kill", "-STOP", ctld_pid], check=True)
+    try:
+        first = alice.post("/compute/local/jobs", json=body, headers={"Idempotency-Key": key}, timeout=120)
+    finally:
+        subprocess.run(["kill", "-CONT", ctld_pid], check=True)
+    assert first.status_code in (408, 201), first.text
+    if first.status_code == 408:
+        assert first.json()["message"]
+    retry = eventually(lambda: (r := alice.post("/compute/local/jobs", json=body, timeout=120,
+                                                headers={"Idempotency-Key": key})).status_code == 201 and r)
+    assert retry and retry.status_code == 201, retry
+    if first.status_code == 201:
+        assert retry.json()["jobId"] == first.json()["jobId"]
+    env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/usr/bin:/bin"}
+    listed = subprocess.run(["squeue", "-h", "-u", "alice", "-n", name, "-t", "all", "-o", "%i"],
+                            capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert listed == [retry.json()["jobId"]], "exactly one job was submitted"
