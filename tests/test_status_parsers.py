@@ -59,6 +59,6 @@ def test_id_output():
 
 
 def test_accounts_mark_the_default():
-    accounts = userinfo.parse_accounts("shared\nproj-a\nproj-a\n", "proj-a\n")
+    accounts = userinfo.parse_accounts("proj-a|shared\nproj-a|proj-a\nproj-a|proj-a\n")
     assert [(a.name, a.default) for a in accounts] == [("proj-a", True), ("shared", False)]
-    assert userinfo.parse_accounts("", "") == []
+    assert userinfo.parse_accounts("") == []

@@ -87,14 +87,12 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
 
     async def GetUserInfo(self, request, context):
         who, system = caller(context), require_system(self._config, request.system_name)
-        id_result, assoc, default = await asyncio.gather(
+        id_result, accounts = await asyncio.gather(
             self._run(who, system, userinfo.ID_ARGV),
-            self._run(who, system, userinfo.accounts_argv(who.username)),
-            self._run(who, system, userinfo.default_account_argv(who.username)))
+            self._run(who, system, userinfo.accounts_argv(who.username)))
         user, group, groups = userinfo.parse_id(id_result.text())
         return status_pb2.GetUserInfoResponse(
-            user=user, group=group, groups=groups,
-            accounts=userinfo.parse_accounts(assoc.text(), default.text()))
+            user=user, group=group, groups=groups, accounts=userinfo.parse_accounts(accounts.text()))
 
     async def GetLiveness(self, request, context):
         runs = {name: h.finished_at for name, h in self._health.results.items() if h.finished_at}

@@ -11,11 +11,9 @@ _ID_ENTRY = re.compile(r"(\d+)\(([^)]*)\)")
 
 
 def accounts_argv(username: str) -> list[str]:
-    return ["sacctmgr", "-n", "-P", "show", "assoc", f"user={username}", "format=account"]
-
-
-def default_account_argv(username: str) -> list[str]:
-    return ["sacctmgr", "-n", "-P", "show", "user", username, "format=defaultaccount"]
+    """One sacctmgr query for both the default account and every associated account."""
+    return ["sacctmgr", "-n", "-P", "show", "user", username, "withassoc",
+            "format=defaultaccount,account"]
 
 
 def parse_id(stdout: str) -> tuple[status_pb2.PosixIdentity, status_pb2.PosixIdentity,
@@ -30,11 +28,14 @@ def parse_id(stdout: str) -> tuple[status_pb2.PosixIdentity, status_pb2.PosixIde
     return ident("uid"), ident("gid"), groups
 
 
-def parse_accounts(assoc_stdout: str, default_stdout: str) -> list[status_pb2.SchedulerAccount]:
-    default = default_stdout.strip().splitlines()[0].strip() if default_stdout.strip() else ""
-    names: list[str] = []
-    for line in assoc_stdout.splitlines():
-        name = line.strip()
-        if name and name not in names:
-            names.append(name)
+def parse_accounts(stdout: str) -> list[status_pb2.SchedulerAccount]:
+    """Parses `default|account` lines (one per association) of `accounts_argv`."""
+    default, names = "", []
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 2:
+            continue
+        default = default or fields[0]
+        if fields[1] and fields[1] not in names:
+            names.append(fields[1])
     return [status_pb2.SchedulerAccount(name=n, default=(n == default)) for n in sorted(names)]
