@@ -82,8 +82,8 @@ def main() -> int:
     save("compute", rows, notes=(
         f"Through the gateway ({base}) as alice, Slurm 22.05 on one local node, "
         f"{args.requests} requests per get row, half that per submit/list row. Submit = sbatch over a "
-        "pooled SSH connection; get = sacct --json + sacct --parsable2 + squeue --json concurrently; "
-        "list = the same with the 7-day window."))
+        "pooled SSH connection; get = one sacct --parsable2 (explicit --format, random delimiter) + "
+        "squeue --json concurrently; list = the same with the 7-day window."))
     return 0
 
 

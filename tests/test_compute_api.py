@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -129,6 +130,33 @@ def test_cancel_sleeping_job_ends_cancelled(alice, system):
     assert alice.cancel_job(system, job_id) == {}
     final = alice.wait_for_job(system, job_id, timeout=FINAL_WAIT)
     assert final[0]["status"]["state"].startswith("CANCELLED")
+
+
+def test_job_cancelled_by_an_operator_names_them(alice, system):
+    # scancel as root (the test runs as root on the cluster's machine): sacct says "CANCELLED by 0",
+    # and the API names the uid as `killRequestUser` (a uid look-up on the cluster).
+    job_id = alice.submit(system, working_dir="/home/alice", script_str=SLEEPER)["jobId"]
+    wait_for_state(alice, system, job_id, "RUNNING")
+    subprocess.run(["scancel", job_id], check=True)
+    job = wait_for_state(alice, system, job_id, "CANCELLED by 0")
+    assert job["killRequestUser"] == "root" and job["user"] == "alice"
+    assert job["status"]["interruptSignal"] == 0 and job["tasks"][0]["id"] == f"{job_id}.batch"
+
+
+def test_hostile_job_name_round_trips_and_leaves_other_jobs_alone(api, alice, system):
+    # A name with newlines, "|" and a would-be record of another job: every field stays exact.
+    other = submit_rest(api, system, name="plain", script="#!/bin/bash\ntrue\n")
+    name = f"evil|x\n{other}|FAILED|9:0|None|proj-b\n|"
+    job_id = submit_rest(api, system, name=name, script="#!/bin/bash\nexit 4\n")
+    final = alice.wait_for_job(system, job_id, timeout=FINAL_WAIT)[0]
+    assert final["name"] == name and final["status"]["exitCode"] == 4
+    plain = wait_for_state(alice, system, other, "COMPLETED")
+    assert plain["name"] == "plain" and plain["status"]["exitCode"] == 0
+    time.sleep(3)  # accounting has both jobs (the list merges sacct with the queue)
+    resp = api("alice").get(f"/compute/{system}/jobs", params={"time_window": "1h"})
+    listed = {j["jobId"]: j for j in resp.json()["jobs"]}
+    assert listed[job_id]["name"] == name and listed[other]["name"] == "plain"
+    assert listed[other]["status"]["state"] == "COMPLETED"
 
 
 def test_attach_runs_a_command_in_a_running_job(alice, system):

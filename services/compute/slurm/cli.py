@@ -18,18 +18,20 @@ from services.common.identity import Caller
 from services.common.ssh.command import CommandResult, shell_join, with_timeout
 from services.common.ssh.pool import SshPool
 from services.compute.scheduler import JobQuery, JobSpec, Scheduler, SchedulerJob
-from services.compute.slurm import errors, sacct, sbatch, scancel, scontrol, squeue, srun
+from services.compute.slurm import errors, getent, sacct, sbatch, scancel, scontrol, squeue, srun
 from services.compute.slurm.errors import JOB_NOT_FOUND
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to finish the RPC
 _ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 _WINDOW_SECONDS = {"1h": 3600, "8h": 8 * 3600, "24h": 86400, "3d": 3 * 86400, "7d": 7 * 86400}
+_UID_CACHE_SIZE = 4096  # uid → user name (or None: unknown) per system; uids are not re-used in practice
 
 
 class SlurmCli(Scheduler):
     def __init__(self, pool: SshPool):
         self._pool = pool
+        self._uid_names: dict[str, dict[int, str | None]] = {}
 
     async def _exec(self, caller: Caller, system: SystemConfig, argv: list[str], *, stdin: bytes | None = None,
                     timeout: int | None = None) -> CommandResult:
@@ -88,20 +90,43 @@ class SlurmCli(Scheduler):
                                  job_id: str | None) -> tuple[list[SchedulerJob] | ApiError, list[SchedulerJob]]:
         """Accounting (sacct, or the error it raised) and the controller's queue (squeue), queried
         concurrently on the caller's pooled connection."""
-        user = caller.username
-        history, codes, queue = await asyncio.gather(
-            self._run(caller, system, sacct.json_argv(user, query, job_id), "sacct"),
-            self._run(caller, system, sacct.exit_codes_argv(user, query, job_id), "sacct"),
+        delimiter = sacct.new_delimiter()
+        history, queue = await asyncio.gather(
+            self._run(caller, system, sacct.argv(caller.username, delimiter, query, job_id), "sacct"),
             self._run(caller, system, squeue.ARGV, "squeue"), return_exceptions=True)
-        for outcome in (history, codes, queue):
+        for outcome in (history, queue):
             if isinstance(outcome, BaseException) and not isinstance(outcome, ApiError):
                 raise outcome
         if isinstance(queue, ApiError):
             raise queue
         jobs = squeue.parse(queue.text(), int(time.time()))
-        if isinstance(history, ApiError) or isinstance(codes, ApiError):
-            return (history if isinstance(history, ApiError) else codes), jobs
-        return sacct.parse(history.text(), sacct.parse_exit_codes(codes.text())), jobs
+        if isinstance(history, ApiError):
+            return history, jobs
+        rows = sacct.records(history.text(), delimiter)
+        return sacct.jobs(rows, await self._user_names(caller, system, rows)), jobs
+
+    async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
+        """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
+        cancelling their own job), from earlier look-ups, else one `getent passwd` for the rest."""
+        wanted = sacct.kill_request_users(rows)
+        if not wanted:
+            return {}
+        names = sacct.known_users(rows)
+        cache = self._uid_names.setdefault(system.name, {})
+        missing = wanted - names.keys() - cache.keys()
+        if missing:
+            try:
+                result = await self._exec(caller, system, getent.argv(missing))
+            except ApiError as exc:  # a missing name is not worth failing the request for
+                log.warning("uid look-up failed: %s", exc.message)
+                result = None
+            if result is not None and result.exit_status in getent.ANSWERED:
+                found = getent.parse(result.text())
+                if len(cache) > _UID_CACHE_SIZE:
+                    cache.clear()
+                cache.update({uid: found.get(uid) for uid in missing})
+        names.update({uid: name for uid, name in cache.items() if uid in wanted and name is not None})
+        return names
 
     @staticmethod
     def _merge(history: list[SchedulerJob], queue: list[SchedulerJob]) -> list[compute_pb2.Job]:
@@ -122,7 +147,7 @@ class SlurmCli(Scheduler):
             raise history  # a list without the accounting history would silently miss jobs
         oldest = int(time.time()) - _WINDOW_SECONDS[query.time_window]
 
-        def wanted(j: SchedulerJob) -> bool:  # Slurm 22.05 ignores --user with --json: filter here too
+        def wanted(j: SchedulerJob) -> bool:  # squeue --json (22.05) ignores every filter: filter here
             job = j.job
             if not query.allusers and job.user != caller.username:
                 return False

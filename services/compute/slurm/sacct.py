@@ -1,22 +1,48 @@
-"""`sacct`: the accounting history of jobs (slurmdbd), as JSON plus one small `--parsable2` query.
+"""`sacct --parsable2`: the accounting history of jobs and their steps (slurmdbd), one query.
 
-`sacct --json` (openapi v0.0.38 in Slurm 22.05) gets job and step exit codes wrong (a script that
-exits 3 shows `return_code: 0`) and drops "by <uid>" from CANCELLED. The companion query
-`--parsable2 --format=JobIDRaw,ExitCode,State` carries exactly those, and no free text, so `|` in a
-job name cannot shift its fields. Both queries take the same filters. With `--json` Slurm 22.05
-ignores `--user` (and the implicit "own jobs only"): the caller filters the parsed jobs again.
+Slurm 22.05's `sacct --json` costs ~0.4 s even for one job (and gets exit codes wrong: a script
+that exits 3 shows `return_code: 0`); `--parsable2` with an explicit `--format` costs ~0.1 s and
+carries `ExitCode` and `State` ("CANCELLED by 1001") right.
+
+Free text (`JobName`, `WorkDir`) may hold any character, `|` and newlines included. The field
+delimiter is therefore a fresh random string per query (`new_delimiter()`): a job name cannot
+contain it, so splitting the whole output on it gives every field exactly, and a record boundary
+is the last newline inside the token that joins one record's last field (`JobName`) to the next
+record's first (`JobIDRaw`, never free text). Each record must have exactly `len(FIELDS)` fields and
+a well-formed id; when the output does not add up (a name holding the delimiter), `records()` falls
+back to a line-by-line reading that keeps only well-formed lines of ids seen once, so a malformed
+record can hide a job but never alter another job's fields.
+
+Times are epoch seconds (`SLURM_TIME_FORMAT=%s`). The user who cancelled a job is a uid in the
+state ("CANCELLED by 0"); `kill_request_users()` lists the uids to name, `jobs()` takes the names.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import re
+import secrets
+from collections import Counter
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import JobQuery, SchedulerJob
-from services.compute.slurm.values import epoch, exit_pair, limit_seconds, num, number, text
+from services.compute.slurm.values import epoch, exit_pair, limit_seconds, num, text
+
+log = logging.getLogger(__name__)
 
 _WINDOW = {"1h": "now-1hours", "8h": "now-8hours", "24h": "now-24hours", "3d": "now-3days", "7d": "now-7days"}
-EXIT_FORMAT = "--format=JobIDRaw,ExitCode,State"
+# JobIDRaw first (never free text: it anchors record boundaries); free text (WorkDir, JobName) last.
+FIELDS = ("JobIDRaw", "State", "ExitCode", "Reason", "Account", "AllocNodes", "Cluster", "Group", "NodeList",
+          "Partition", "Priority", "UID", "User", "ElapsedRaw", "Start", "End", "Suspended", "TimelimitRaw",
+          "WorkDir", "JobName")
+_ID = re.compile(r"^(\d+)(?:\.([A-Za-z0-9_+-]+))?$")  # "4242" (a job) or "4242.batch", "4242.0" (steps)
+_CANCELLED_BY = re.compile(r"^CANCELLED by (\d+)$")
+_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.\d+)?$")  # [D-][HH:]MM:SS[.mmm]
+
+
+def new_delimiter() -> str:
+    """A field delimiter no job name can contain (48 random bits; `|` keeps it readable)."""
+    return f"|{secrets.token_urlsafe(6)}|"
 
 
 def _filters(username: str, query: JobQuery | None, job_id: str | None) -> list[str]:
@@ -32,76 +58,120 @@ def _filters(username: str, query: JobQuery | None, job_id: str | None) -> list[
     return args
 
 
-def json_argv(username: str, query: JobQuery | None = None, job_id: str | None = None) -> list[str]:
-    return ["sacct", "--json", *_filters(username, query, job_id)]
+def argv(username: str, delimiter: str, query: JobQuery | None = None, job_id: str | None = None) -> list[str]:
+    return ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--parsable2", "--noheader", f"--delimiter={delimiter}",
+            f"--format={','.join(FIELDS)}", *_filters(username, query, job_id)]
 
 
-def exit_codes_argv(username: str, query: JobQuery | None = None, job_id: str | None = None) -> list[str]:
-    return ["sacct", "--parsable2", "--noheader", EXIT_FORMAT, *_filters(username, query, job_id)]
+def _record(values: list[str]) -> dict[str, str] | None:
+    if len(values) != len(FIELDS) or not _ID.match(values[0]):
+        return None
+    return dict(zip(FIELDS, values))
 
 
-def parse_exit_codes(stdout: str) -> dict[str, tuple[int | None, int | None, str]]:
-    """`{"4242": (exit, signal, "FAILED"), "4242.batch": (...)}` from the parsable2 query."""
-    codes = {}
-    for line in stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) == 3 and parts[0]:
-            code, signal = exit_pair(parts[1])
-            codes[parts[0]] = (code, signal, parts[2])
-    return codes
+def _exact(stdout: str, delimiter: str) -> list[dict[str, str]] | None:
+    """Every record, split on the delimiter; None when the output does not add up."""
+    body = stdout[:-1] if stdout.endswith("\n") else stdout
+    if not body:
+        return []
+    tokens = body.split(delimiter)
+    width = len(FIELDS) - 1  # delimiters per record
+    if (len(tokens) - 1) % width:
+        return None
+    records, first = [], tokens[0]
+    for start in range(1, len(tokens), width):
+        values = [first, *tokens[start:start + width]]
+        if start + width < len(tokens):  # the last value holds "JobName\nJobIDRaw-of-the-next-record"
+            last, newline, first = values[-1].rpartition("\n")
+            if not newline:
+                return None
+            values[-1] = last
+        record = _record(values)
+        if record is None:
+            return None
+        records.append(record)
+    return records
 
 
-def _state(value) -> str:
-    return ",".join(value) if isinstance(value, list) else str(value or "")
+def _line_by_line(stdout: str, delimiter: str) -> list[dict[str, str]]:
+    """Fallback: well-formed lines only; an id seen twice (a forged line) is dropped altogether."""
+    records = [r for r in (_record(line.split(delimiter)) for line in stdout.split("\n")) if r]
+    seen = Counter(r["JobIDRaw"] for r in records)
+    return [r for r in records if seen[r["JobIDRaw"]] == 1]
 
 
-def _json_exit(exit_code) -> tuple[int | None, int | None]:
-    """Exit code and signal from the JSON (used only when the parsable2 query lacks the id)."""
-    if not isinstance(exit_code, dict):
-        return None, None
-    signal = exit_code.get("signal") or {}
-    return number(exit_code.get("return_code")), number(signal.get("signal_id")) or 0
+def records(stdout: str, delimiter: str) -> list[dict[str, str]]:
+    """The output's records (field name → text), jobs and steps in sacct's order."""
+    exact = _exact(stdout, delimiter)
+    if exact is not None:
+        return exact
+    kept = _line_by_line(stdout, delimiter)
+    log.warning("sacct output does not split into records of %d fields; kept %d well-formed lines",
+                len(FIELDS), len(kept))
+    return kept
 
 
-def _time(t: dict, limit=None) -> compute_pb2.JobTime:
-    return compute_pb2.JobTime(elapsed=num(number(t.get("elapsed"))), start=num(epoch(t.get("start"))),
-                               end=num(epoch(t.get("end"))), suspended=num(number(t.get("suspended")) or 0),
-                               limit=num(limit_seconds(limit)))
+def kill_request_users(rows: list[dict[str, str]]) -> set[int]:
+    """The uids in "CANCELLED by <uid>" states of jobs (not steps)."""
+    uids = set()
+    for r in rows:
+        m = _CANCELLED_BY.match(r["State"])
+        if m and "." not in r["JobIDRaw"]:
+            uids.add(int(m.group(1)))
+    return uids
 
 
-def _status(state: str, reason, codes: tuple | None, json_exit) -> compute_pb2.JobStatus:
-    code, signal = (codes[0], codes[1]) if codes else _json_exit(json_exit)
-    if codes and codes[2]:
-        state = codes[2]  # e.g. "CANCELLED by 1001"
-    return compute_pb2.JobStatus(state=state, state_reason=text(reason), exit_code=num(code),
+def known_users(rows: list[dict[str, str]]) -> dict[int, str]:
+    """uid → user name, as the job records pair them."""
+    return {int(r["UID"]): r["User"] for r in rows if r["UID"].isdigit() and r["User"]}
+
+
+def _int(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+def _duration(value: str) -> int | None:
+    """Seconds of `[D-][HH:]MM:SS` (sacct's `Suspended`)."""
+    m = _DURATION.match(value)
+    if not m:
+        return None
+    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _time(r: dict[str, str], limit: int | None = None) -> compute_pb2.JobTime:
+    return compute_pb2.JobTime(elapsed=num(_int(r["ElapsedRaw"])), start=num(epoch(_int(r["Start"]))),
+                               end=num(epoch(_int(r["End"]))), suspended=num(_duration(r["Suspended"]) or 0),
+                               limit=num(limit))
+
+
+def _status(r: dict[str, str], reason: str | None) -> compute_pb2.JobStatus:
+    code, signal = exit_pair(r["ExitCode"])
+    return compute_pb2.JobStatus(state=r["State"], state_reason=text(reason), exit_code=num(code),
                                  interrupt_signal=num(signal))
 
 
-def parse(stdout: str, exit_codes: dict[str, tuple]) -> list[SchedulerJob]:
-    jobs = []
-    for j in json.loads(stdout).get("jobs", []):
-        job_id = str(j.get("job_id"))
-        state = j.get("state") or {}
-        tasks = []
-        for s in j.get("steps") or []:
-            step = s.get("step") or {}
-            step_id = f"{job_id}.{step.get('id')}"
-            tasks.append(compute_pb2.JobTask(
-                id=step_id, name=str(step.get("name") or ""),
-                status=_status(_state(s.get("state")), None, exit_codes.get(step_id), s.get("exit_code")),
-                time=_time(s.get("time") or {})))
-        t = j.get("time") or {}
+def jobs(rows: list[dict[str, str]], user_names: dict[int, str]) -> list[SchedulerJob]:
+    """Jobs with their steps as tasks; `user_names` names the uids of `kill_request_users()`."""
+    by_id: dict[str, SchedulerJob] = {}
+    for r in rows:
+        job_id, step = _ID.match(r["JobIDRaw"]).groups()
+        if step is not None:
+            parent = by_id.get(job_id)
+            if parent is not None:  # a step without its job (never seen) is dropped
+                parent.job.tasks.append(compute_pb2.JobTask(id=r["JobIDRaw"], name=r["JobName"],
+                                                            status=_status(r, None), time=_time(r)))
+            continue
+        if job_id in by_id:
+            log.warning("sacct listed job %s twice; keeping the first", job_id)
+            continue
+        cancelled_by = _CANCELLED_BY.match(r["State"])
+        killer = user_names.get(int(cancelled_by.group(1))) if cancelled_by else None
         job = compute_pb2.Job(
-            job_id=job_id, name=j.get("name") or "",
-            status=_status(_state(state.get("current")), state.get("reason"), exit_codes.get(job_id),
-                           j.get("exit_code")),
-            tasks=tasks, time=_time(t, t.get("limit")),
-            account=text(j.get("account")), allocation_nodes=number(j.get("allocation_nodes")) or 0,
-            cluster=j.get("cluster") or "", group=text(j.get("group")), nodes=j.get("nodes") or "",
-            partition=j.get("partition") or "", kill_request_user=text(j.get("kill_request_user")),
-            user=j.get("user") or "", working_directory=j.get("working_directory") or "",
-            priority=num(number(j.get("priority"))))
-        comment = j.get("comment") or {}
-        jobs.append(SchedulerJob(job=job, account=j.get("account") or "",
-                                 comment=(comment.get("job") if isinstance(comment, dict) else comment) or ""))
-    return jobs
+            job_id=job_id, name=r["JobName"], status=_status(r, r["Reason"]), tasks=[],
+            time=_time(r, limit_seconds(_int(r["TimelimitRaw"]))), account=text(r["Account"]),
+            allocation_nodes=_int(r["AllocNodes"]) or 0, cluster=r["Cluster"], group=text(r["Group"]),
+            nodes=r["NodeList"], partition=r["Partition"], kill_request_user=text(killer), user=r["User"],
+            working_directory=r["WorkDir"], priority=num(_int(r["Priority"])))
+        by_id[job_id] = SchedulerJob(job=job, account=r["Account"])
+    return list(by_id.values())
