@@ -101,3 +101,19 @@ def test_command_certificate_mode(config, token):
 
     results = asyncio.run(with_pool(config, body))
     assert [r.text() for r in results] == [f"n{i}\n" for i in range(6)]
+
+
+def test_many_instant_commands_share_a_connection_without_dropping_it(config, token):
+    """Commands that end at once race our EOF against the server's CLOSE; sshd drops the whole
+    connection if our EOF comes after our CLOSE. Every one of many such commands must succeed."""
+    caller = Caller("alice", token("alice"))
+    system = small_system(config, connections=1, sessions=8)
+
+    async def body(pool: SshPool):
+        command = shell_join(["true"])
+        results = await asyncio.gather(*(pool.run(caller, system, command) for _ in range(1500)),
+                                       return_exceptions=True)
+        return [r for r in results if isinstance(r, Exception) or r.exit_status != 0]
+
+    failures = asyncio.run(with_pool(config, body))
+    assert failures == [], failures[:3]

@@ -33,11 +33,14 @@ from services.common.ssh.command import CommandResult
 
 log = logging.getLogger(__name__)
 READ_CHUNK = 256 * 1024
-WINDOW_SIZE = 8 * 1024 * 1024  # large windows: multi-MiB outputs (downloads) in few round trips
+WINDOW_SIZE = 8 * 1024 * 1024
+CLOSE_GRACE_SECONDS = 0.5  # how long to wait for the server's CLOSE after exit-status and EOF
+CHANNEL_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # large windows: multi-MiB outputs (downloads) in few round trips
 
 
-class HostKeyMismatch(Exception):
-    pass
+class ChannelRefused(SshConnectionFailed):
+    """sshd refused a new channel on a healthy connection (its MaxSessions count still includes
+    channels we already closed). Transient: the connection stays, the caller tries again."""
 
 
 def _load_known_host_key(system: SystemConfig) -> paramiko.HostKeys:
@@ -89,6 +92,23 @@ def open_transport(system: SystemConfig, username: str, cert: UserCertificate) -
         raise SshConnectionFailed(f"SSH connection failed: {exc}") from None
 
 
+def send_eof(channel: paramiko.Channel) -> None:
+    """Sends our EOF on `channel`, never after our CLOSE.
+
+    paramiko's shutdown_write() sends the EOF outside the channel lock, so when a command ends at
+    once, the transport thread may answer the server's CLOSE with our CLOSE first; sshd then sees an
+    EOF for a freed channel and drops the whole connection with every other channel on it
+    ("ieof packet referred to nonexistent channel"). Holding the lock while sending orders the two
+    (the private calls are those shutdown_write() itself makes).
+    """
+    with channel.lock:
+        if channel.closed:
+            return
+        message = channel._send_eof()
+        if message is not None:
+            channel.transport._send_user_message(message)
+
+
 def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
             timeout: float, max_output: int | None) -> CommandResult:
     """Runs `command` on an open transport and collects its output (blocking).
@@ -98,16 +118,19 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
     """
     try:
         channel = transport.open_session(timeout=timeout)
+    except paramiko.ChannelException as exc:
+        raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}") from None
     deadline = time.monotonic() + timeout
+    close_by = float("inf")
     stdout, stderr = bytearray(), bytearray()
     try:
         channel.exec_command(command)
         if stdin:
             channel.settimeout(timeout)
             channel.sendall(stdin)
-        channel.shutdown_write()
+        send_eof(channel)
         while True:
             while channel.recv_ready():
                 stdout += channel.recv(READ_CHUNK)
@@ -115,9 +138,14 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
                 stderr += channel.recv_stderr(READ_CHUNK)
             if max_output is not None and (len(stdout) >= max_output or len(stderr) >= max_output):
                 raise PayloadTooLarge("Command output exceeded buffer limit.")
-            if (channel.exit_status_ready() and (channel.eof_received or channel.closed)
-                    and not channel.recv_ready() and not channel.recv_stderr_ready()):
+            # Done when the server closed the channel (it sends exit-status, EOF and CLOSE together):
+            # its MaxSessions slot is then free by the time the next command asks for one.
+            if (channel.exit_status_ready() and not channel.recv_ready()
+                    and not channel.recv_stderr_ready()
+                    and (channel.closed or (channel.eof_received and time.monotonic() > close_by))):
                 break
+            if channel.exit_status_ready() and channel.eof_received and close_by == float("inf"):
+                close_by = time.monotonic() + CLOSE_GRACE_SECONDS
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimeout("Command execution timeout limit exceeded.")
@@ -173,14 +201,19 @@ class SshPool:
         if system.ssh.certificate_mode == "command":
             return await self._run_with_command_certificate(caller, system, command, stdin, timeout, max_output)
         self._ensure_janitor()
-        connection = await self._acquire(caller, system)
-        try:
-            return await self._in_thread(execute, connection.transport, command, stdin, timeout, max_output)
-        except SshConnectionFailed:
-            connection.transport.close()  # broken: let the next caller open a fresh one
-            raise
-        finally:
-            await self._release(caller, system, connection)
+        for delay in (*CHANNEL_RETRY_DELAYS, None):
+            connection = await self._acquire(caller, system)
+            try:
+                return await self._in_thread(execute, connection.transport, command, stdin, timeout, max_output)
+            except ChannelRefused:
+                if delay is None:
+                    raise
+            except SshConnectionFailed:
+                connection.transport.close()  # broken: let the next caller open a fresh one
+                raise
+            finally:
+                await self._release(caller, system, connection)
+            await asyncio.sleep(delay)  # the command never started: trying again is safe
 
     async def _acquire(self, caller: Caller, system: SystemConfig) -> _Connection:
         key = (caller.username, system.name)
