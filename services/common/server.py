@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from typing import Awaitable, Callable, Iterable
 
@@ -145,4 +146,7 @@ async def serve(name: str, register: Register, config: Config | None = None) -> 
 def run(name: str, register: Register) -> None:
     """Entry point of a service process: JSON logs, config, serve until SIGTERM."""
     logs.setup(name)
+    # A request hops between the event loop, an SSH worker thread and paramiko's transport thread;
+    # with the default 5 ms GIL switch interval each hop can wait that long.
+    sys.setswitchinterval(0.0005)
     asyncio.run(serve(name, register))
