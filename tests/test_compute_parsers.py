@@ -15,7 +15,8 @@ from services.common.errors import BadRequest, Forbidden, InternalError, NotFoun
 from services.common.ssh.command import CommandResult, shell_join
 from services.compute.scheduler import JobQuery, JobSpec, require_job_id
 from services.compute.service import job_query, job_spec
-from services.compute.slurm import errors, getent, sacct, sbatch, scontrol, squeue, srun
+from services.common import slurm_errors as errors
+from services.compute.slurm import getent, sacct, sbatch, scontrol, squeue, srun
 from services.compute.slurm.values import wait_status
 
 CAPTURED = Path(__file__).resolve().parents[1] / "services" / "compute" / "slurm" / "captured"

@@ -121,3 +121,21 @@ def test_submit_while_the_scheduler_hangs_is_408_and_a_keyed_retry_submits_once(
     listed = subprocess.run(["squeue", "-h", "-u", "alice", "-n", name, "-t", "all", "-o", "%i"],
                             capture_output=True, text=True, env=env, check=True).stdout.split()
     assert listed == [retry.json()["jobId"]], "exactly one job was submitted"
+
+
+def test_scheduler_down_is_503_then_recovers(api, config):
+    """slurmctld stopped: job queries and submissions answer 503 with Slurm's reason, not 500."""
+    alice = api("alice")
+    ctld_pid = config.state("cluster", "slurm", "run", "slurmctld.pid").read_text().split()[0]
+    subprocess.run(["kill", ctld_pid], check=True)
+    try:
+        eventually(lambda: subprocess.run(["kill", "-0", ctld_pid], capture_output=True).returncode != 0, 30)
+        submit = alice.post("/compute/local/jobs", json={"job": {
+            "script": "#!/bin/bash\ntrue\n", "workingDirectory": "/home/alice"}}, timeout=120)
+        assert submit.status_code == 503, submit.text
+        assert "slurm" in submit.json()["message"].lower()
+        partitions = alice.get("/status/local/partitions", timeout=120)
+        assert partitions.status_code == 503, partitions.text
+    finally:
+        subprocess.run(["bash", str(ROOT / "cluster" / "up.sh")], check=True, capture_output=True, timeout=300)
+    assert eventually(lambda: alice.get("/compute/local/jobs", timeout=120).status_code == 200)

@@ -6,9 +6,8 @@ import asyncio
 import time
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common import reflection
+from services.common import reflection, slurm_errors
 from services.common.config import Config, SystemConfig
-from services.common.errors import ApiError, InternalError, RequestTimeout
 from services.common.identity import Caller, caller
 from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import CommandResult, shell_join, with_timeout
@@ -55,14 +54,12 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
         self._health = health
 
     async def _run(self, who: Caller, system: SystemConfig, argv: list[str]) -> CommandResult:
-        """Runs a scheduler query; a failure becomes a 500 carrying the command's error text."""
+        """Runs a scheduler query; a failure becomes the error Slurm's message calls for (503 when the
+        scheduler is down, 408 on timeout, else 500 with the command's error text)."""
         timeout = system.scheduler.timeout
         result = await self._pool.run(who, system, shell_join(with_timeout(timeout, argv)), timeout=timeout + 2)
-        if result.exit_status == 124:
-            raise RequestTimeout(f"Remote process failed with exit status:{result.exit_status}")
         if not result.ok:
-            raise InternalError(f"Remote process failed with exit status:{result.exit_status} "
-                                f"and error message:{result.error_text()}")
+            raise slurm_errors.error_for(result, argv[0])
         return result
 
     async def ListSystems(self, request, context):

@@ -18,8 +18,9 @@ from services.common.identity import Caller
 from services.common.ssh.command import CommandResult, shell_join, with_timeout
 from services.common.ssh.pool import SshPool
 from services.compute.scheduler import JobQuery, JobSpec, Scheduler, SchedulerJob
-from services.compute.slurm import errors, getent, sacct, sbatch, scancel, scontrol, squeue, srun
-from services.compute.slurm.errors import JOB_NOT_FOUND
+from services.common import slurm_errors as errors
+from services.compute.slurm import getent, sacct, sbatch, scancel, scontrol, squeue, srun
+from services.common.slurm_errors import JOB_NOT_FOUND
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to finish the RPC

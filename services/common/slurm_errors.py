@@ -1,4 +1,5 @@
-"""Slurm's error messages (stderr) → the API error a user can act on.
+"""Slurm's error messages (stderr) → the API error a user can act on. Used by every service that
+runs Slurm commands (compute, status).
 
 Slurm CLIs report problems as text on stderr (often with exit status 0, e.g. `scancel`), so the
 mapping matches the message itself. Order matters: the first matching rule wins.
