@@ -118,9 +118,11 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
     """
     try:
         channel = transport.open_session(timeout=timeout)
-    except paramiko.ChannelException as exc:
-        raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        # paramiko keeps one "last channel-open failure" per transport, so of two threads refused at
+        # once one gets a ChannelException and the other a bare SSHException: judge by the transport.
+        if isinstance(exc, paramiko.ChannelException) or transport.is_active():
+            raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
         raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}") from None
     deadline = time.monotonic() + timeout
     close_by = float("inf")
