@@ -118,3 +118,19 @@ def test_grpc_reflection_through_the_gateway(grpc_channel, grpc_metadata):
     names = {s.name for s in replies[0].list_services_response.service}
     assert "firecrest_mesh.status.v1.StatusService" in names
     assert not any("certificator" in n for n in names), "the internal certificator is not advertised"
+
+
+def test_a_burst_of_32_clients_all_succeed(gateway_url, token):
+    """FirecREST v2 answers 424 "Unable to open a new SSH channel" to part of such a burst; the pool
+    queues beyond sshd's MaxSessions instead."""
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+    headers = {"Authorization": f"Bearer {token('bob')}"}
+
+    def call(_):
+        with httpx.Client(base_url=gateway_url, headers=headers, timeout=120) as client:
+            return [client.get("/status/local/partitions").status_code for _ in range(3)]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        codes = [c for batch in pool.map(call, range(32)) for c in batch]
+    assert codes == [200] * 96
