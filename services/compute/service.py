@@ -18,7 +18,6 @@ from services.common.config import Config
 from services.common.errors import BadRequest
 from services.common.identity import caller
 from services.common.server import send_http_code
-from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.pool import SshPool
 from services.common.systems import require_system
 from services.compute.scheduler import (DEFAULT_TIME_WINDOW, ENV_NAME_RE, TIME_WINDOWS, JobQuery, JobSpec,
@@ -160,11 +159,6 @@ class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
 
 
 def register(server, config: Config):
-    certificates = CertificateCache(str(config.services["certificator"]))
-    pool = SshPool(certificates)
+    pool = SshPool.for_service(config)
     compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeService(config, SlurmCli(pool)), server)
-
-    async def shutdown():
-        await pool.close()
-        await certificates.close()
-    return (shutdown,)
+    return (pool.close,)

@@ -9,7 +9,6 @@ from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
 from services.common import reflection, slurm_errors
 from services.common.config import Config, SystemConfig
 from services.common.identity import Caller, caller
-from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import CommandResult, shell_join, with_timeout
 from services.common.ssh.pool import SshPool
 from services.common.systems import require_system
@@ -99,15 +98,13 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
 
 
 def register(server, config: Config):
-    certificates = CertificateCache(str(config.services["certificator"]))
-    pool = SshPool(certificates)
+    pool = SshPool.for_service(config)
     health = HealthChecker(config, pool)
     status_pb2_grpc.add_StatusServiceServicer_to_server(StatusService(config, pool, health), server)
-    reflection.enable(server)
+    reflection.enable(server)  # the gateway routes /grpc.reflection.* here, for the whole API
     health.start()
 
     async def shutdown():
         await health.stop()
         await pool.close()
-        await certificates.close()
     return (shutdown,)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from firecrest_mesh.utilities.v1 import utilities_pb2, utilities_pb2_grpc
 from google.api import httpbody_pb2
-from services.common import reflection
 from services.common.config import Config, SystemConfig
 from services.common.identity import Caller, caller
 from services.common.server import send_http_code
-from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.pool import SshPool
 from services.common.systems import require_system
 from services.utilities import multipart, paths, remote
@@ -155,12 +153,6 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
 
 
 def register(server, config: Config):
-    certificates = CertificateCache(str(config.services["certificator"]))
-    pool = SshPool(certificates)
+    pool = SshPool.for_service(config)
     utilities_pb2_grpc.add_UtilitiesServiceServicer_to_server(UtilitiesService(config, pool), server)
-    reflection.enable(server)
-
-    async def shutdown():
-        await pool.close()
-        await certificates.close()
-    return (shutdown,)
+    return (pool.close,)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from services.common.config import SystemConfig
+from services.common.config import Config, SystemConfig
 from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed
 from services.common.identity import Caller
 from services.common.ssh.certificates import CertificateCache, UserCertificate
@@ -186,12 +186,19 @@ class _UserSlot:
 class SshPool:
     """Runs commands on systems as a user over pooled, certificate-authenticated connections."""
 
-    def __init__(self, certificates: CertificateCache, threads: int = 64):
+    def __init__(self, certificates: CertificateCache, threads: int = 64, owns_certificates: bool = False):
         self._certificates = certificates
+        self._owns_certificates = owns_certificates
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssh")
         self._slots: dict[tuple[str, str], _UserSlot] = {}
         self._command_mode_limits: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._janitor: asyncio.Task | None = None
+
+    @classmethod
+    def for_service(cls, config: Config) -> "SshPool":
+        """The pool of a microservice, with its own client of the configured certificator (closed
+        with the pool)."""
+        return cls(CertificateCache(str(config.services["certificator"])), owns_certificates=True)
 
     async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -315,3 +322,5 @@ class SshPool:
                 c.transport.close()
         self._slots.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_certificates:
+            await self._certificates.close()
