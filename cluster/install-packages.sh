@@ -9,6 +9,7 @@ PACKAGES=(
   mariadb-server mariadb-client     # accounting database behind slurmdbd
   openssh-server openssh-client     # sshd for the users, ssh-keygen/ssh-keyscan
   procps util-linux                 # ps/pgrep for debugging; runuser/flock used by up.sh/down.sh
+  wrk                               # HTTP load generator of bench/zero_trust.py
 )
 
 if [[ $(id -u) -ne 0 ]]; then
