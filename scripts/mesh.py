@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common import mesh_pki, mesh_tls
 from services.common.config import REPO_ROOT, Config, load_config
 
 PYTHON = sys.executable
@@ -40,9 +41,10 @@ class Process:
     ready: callable  # () -> bool
 
 
-def grpc_serving(address: str) -> bool:
+def grpc_serving(config: Config, name: str) -> bool:
+    """gRPC health of the mesh component `name`, asked over mutual TLS as the launcher."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with mesh_tls.channel(config, mesh_pki.LAUNCHER, name) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
             return reply.status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
@@ -67,7 +69,7 @@ def processes(config: Config) -> list[Process]:
         if not (REPO_ROOT / "services" / name / "__main__.py").exists():
             continue  # configured but not implemented yet
         procs.append(Process(name, [PYTHON, "-m", f"services.{name}"],
-                             lambda a=str(address): grpc_serving(a)))
+                             lambda n=name: grpc_serving(config, n)))
     envoy_config = config.state("envoy", "envoy.yaml")
     gateway = config.gateway
     procs.append(Process("envoy", [PYTHON, str(REPO_ROOT / "scripts" / "keep_parent.py"),
@@ -133,9 +135,26 @@ def wait_ready(config: Config, proc: Process, timeout: float = 60) -> None:
     raise SystemExit(f"{proc.name} did not become healthy in {timeout:.0f} s; see {log}")
 
 
+def ensure_mesh_pki(config: Config) -> None:
+    """The mesh CA and component certificates: generated (embedded default) or checked (site PKI).
+    Processes whose certificate was renewed are restarted so that they load it."""
+    if not config.mesh_tls.generate:
+        if missing := mesh_pki.missing_files(config):
+            raise SystemExit("mesh_tls.generate is false but these files are missing: "
+                             + ", ".join(str(m) for m in missing))
+        return
+    renewed = mesh_pki.ensure(config)
+    if renewed:
+        print(f"mesh PKI: wrote {', '.join(renewed)} in {config.mesh_tls.dir}")
+    for name in (["envoy", *config.services] if "ca" in renewed else renewed):
+        if running_pid(config, name):
+            stop(config, name)
+
+
 def up(config: Config) -> None:
     for folder in ("run", "logs"):
         config.state(folder).mkdir(parents=True, exist_ok=True)
+    ensure_mesh_pki(config)
     if render_gateway(config):
         stop(config, "envoy")  # Envoy does not reload a changed bootstrap file by itself
     for proc in processes(config):

@@ -1,4 +1,7 @@
-"""gRPC servicer of firecrest_mesh.certificator.v1.CertificatorService."""
+"""gRPC servicer of firecrest_mesh.certificator.v1.CertificatorService.
+
+Only the services reach it (mutual TLS, see services.common.server); it still trusts none of them
+with identity: the user's token in the request is verified here before anything is signed."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from services.common.config import Config
 from services.common.errors import Forbidden
 from services.certificator.ca import load_or_create_ca
 from services.certificator.signer import sign_user_certificate
-from services.certificator.token_verifier import TokenVerifier
+from services.common.token_verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,13 @@ class CertificatorService(certificator_pb2_grpc.CertificatorServiceServicer):
         self._verifier = TokenVerifier(config.identity)
 
     async def SignCertificate(self, request: certificator_pb2.SignCertificateRequest, context):
-        claims = await asyncio.to_thread(self._verifier.verify, request.access_token)
-        token_user = self._verifier.username(claims)
+        verifier = self._verifier
+        token = request.access_token
+        if verifier.cached(token) is None and verifier.needs_fetch(token):
+            verified = await asyncio.to_thread(verifier.verify, token)  # may download the JWKS
+        else:
+            verified = verifier.verify(token)
+        token_user = verified.username
         if request.username != token_user:
             log.warning("refused: certificate asked for %r with a token of %r", request.username, token_user)
             raise Forbidden("The requested username does not match the access token")

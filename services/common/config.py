@@ -49,6 +49,23 @@ class GatewayConfig:
     listen: Address
     admin: Address
     max_request_body_bytes: int
+    # TLS for clients of the gateway: PEM certificate chain and key. None: plaintext (loopback).
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class MeshTlsConfig:
+    """Mutual TLS inside the mesh: where the mesh CA and each component's certificate live.
+
+    `dir` holds `ca.crt` and `<component>.crt`/`<component>.key` for every component (the gateway is
+    `envoy`, the launcher `launcher`, each service its name in `services`); a certificate's identity is
+    its DNS subject alternative name, equal to the component name. `generate: true` (the embedded
+    default) creates the CA and the certificates at start-up; with an external PKI, set it to false
+    and put the site's files there.
+    """
+    dir: Path
+    generate: bool
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,7 @@ class Config:
     gateway: GatewayConfig
     identity: IdentityConfig
     services: dict[str, Address]
+    mesh_tls: MeshTlsConfig
     certificator: CertificatorConfig
     health: HealthConfig
     systems: tuple[SystemConfig, ...]
@@ -264,10 +282,17 @@ def parse_config(data: dict, path: Path) -> Config:
     """Validates the parsed YAML `data` and returns the typed configuration."""
     state_dir = Path(os.environ.get("FIRECREST_MESH_STATE") or _resolve(_get(data, "state_dir", "", "state")))
     gw = _get(data, "gateway", "", kind=dict)
+    gw_tls = _get(gw, "tls", "gateway", None, kind=dict)
     gateway = GatewayConfig(Address.parse(_get(gw, "listen", "gateway"), "gateway.listen"),
                             Address.parse(_get(gw, "admin", "gateway"), "gateway.admin"),
                             _positive(_get(gw, "max_request_body_bytes", "gateway", 7340032),
-                                      "gateway.max_request_body_bytes"))
+                                      "gateway.max_request_body_bytes"),
+                            _resolve(_get(gw_tls, "certificate", "gateway.tls", kind=str)) if gw_tls else None,
+                            _resolve(_get(gw_tls, "private_key", "gateway.tls", kind=str)) if gw_tls else None)
+    mesh = _get(data, "mesh_tls", "", {}, kind=dict)
+    mesh_dir = _get(mesh, "dir", "mesh_tls", None, kind=str)
+    mesh_tls = MeshTlsConfig(_resolve(mesh_dir) if mesh_dir else state_dir / "mesh-pki",
+                             _get(mesh, "generate", "mesh_tls", True, kind=bool))
     services = {name: Address.parse(addr, f"services.{name}")
                 for name, addr in _get(data, "services", "", kind=dict).items()}
     for required in ("certificator", "status"):
@@ -295,6 +320,7 @@ def parse_config(data: dict, path: Path) -> Config:
         gateway=gateway,
         identity=_parse_identity(_get(data, "identity", "", kind=dict)),
         services=services,
+        mesh_tls=mesh_tls,
         certificator=CertificatorConfig(lifetime, sources),
         health=HealthConfig(_positive(_get(health, "interval_seconds", "health", 60), "health.interval_seconds"),
                             _positive(_get(health, "timeout_seconds", "health", 10), "health.timeout_seconds"),

@@ -1,54 +1,64 @@
-"""Who is calling: read only from the metadata the gateway sets after it verified the token.
+"""Who is calling: the user named by the access token, verified by this service on every RPC.
 
-The gateway strips any client-sent `x-firecrest-username`, verifies the JWT, then sets the header from
-the token's username claim and forwards the `authorization` header. Services trust nothing else; the
-certificator verifies the forwarded token again before signing, so a request that did not come
-through the gateway cannot act on a cluster.
+The gateway verifies the token too, but a header is never an identity: the server's interceptor
+(`services.common.server`) calls `authenticate()` with the RPC's metadata before any handler runs,
+and handlers get the result from `caller(context)`. The gateway's `x-firecrest-username`, when sent,
+must name the same user as the token (else 403). SSH pools and certificate caches take only a
+`Caller`, i.e. a verified token, and refuse one that has expired.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextvars
 
 import grpc
 
-from services.common.config import USERNAME_RE
-from services.common.errors import BadRequest, Unauthenticated
+from services.common.errors import Forbidden, Unauthenticated
+from services.common.token_verifier import TokenVerifier, VerifiedToken
 
 USERNAME_HEADER = "x-firecrest-username"
 AUTHORIZATION_HEADER = "authorization"
 
+# The verified caller of an RPC: a token that passed TokenVerifier (username, token, expiry).
+Caller = VerifiedToken
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated caller of one request."""
-
-    username: str
-    access_token: str
-
-    def __repr__(self) -> str:  # never print the token
-        return f"Caller(username={self.username!r})"
+_current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 
 
-def caller_from_metadata(metadata, username_claim: str = "preferred_username") -> Caller:
-    """The caller named by the gateway's metadata.
-
-    No bearer token: Unauthenticated. A verified token without the username claim reaches us with
-    no username header: 400, as FirecREST v2 answers.
-    """
-    values = {}
+def bearer_token(metadata) -> tuple[str, str | None]:
+    """(token, gateway username header) from the RPC metadata. The `Bearer` scheme is matched
+    case-insensitively (RFC 7235). No token: Unauthenticated."""
+    auth = username = None
     for key, value in metadata or ():
-        values.setdefault(key.lower(), value)
-    username = values.get(USERNAME_HEADER, "")
-    auth = values.get(AUTHORIZATION_HEADER, "")
-    if not auth.startswith("Bearer "):
+        key = key.lower()
+        if key == AUTHORIZATION_HEADER and auth is None:
+            auth = value
+        elif key == USERNAME_HEADER and username is None:
+            username = value
+    scheme, _, token = (auth or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("Not authenticated")
-    if not username:
-        raise BadRequest(f"Authentication token '{username_claim}' claim is missing")
-    if not USERNAME_RE.match(username):
-        raise BadRequest("Authentication token username is not a valid user name")
-    return Caller(username=username, access_token=auth[len("Bearer "):])
+    return token, username
 
 
-def caller(context: grpc.aio.ServicerContext) -> Caller:
-    return caller_from_metadata(context.invocation_metadata())
+def authenticate(metadata, verifier: TokenVerifier) -> Caller:
+    """Verifies the RPC's token and returns its caller (see module docstring)."""
+    token, gateway_username = bearer_token(metadata)
+    caller = verifier.verify(token)
+    if gateway_username is not None and gateway_username != caller.username:
+        raise Forbidden("The username header does not match the access token")
+    return caller
+
+
+def set_caller(value: Caller | None) -> None:
+    """Records the verified caller of the current RPC (the server's interceptor does this)."""
+    _current_caller.set(value)
+
+
+def caller(context: grpc.aio.ServicerContext | None = None) -> Caller:
+    """The verified caller of the current RPC. Unauthenticated when no token was verified."""
+    value = _current_caller.get()
+    if value is None:
+        raise Unauthenticated("Not authenticated")
+    return value

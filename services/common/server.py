@@ -1,5 +1,13 @@
-"""Start-up of a microservice: a grpc.aio server with health checking, request-id logging and the one
-place where typed `ApiError`s become gRPC statuses (with `x-http-code` for the gateway).
+"""Start-up of a microservice: a grpc.aio server behind mutual TLS, with health checking, the
+per-RPC authentication of peer and caller, request-id logging and the one place where typed
+`ApiError`s become gRPC statuses (with `x-http-code` for the gateway).
+
+Every RPC but gRPC health passes two checks before its handler runs:
+1. the peer: its mesh certificate (verified by TLS against the mesh CA) must name a component this
+   server admits (services admit the gateway and each other; the certificator only the services);
+2. the caller: the bearer token is verified here (`identity.authenticate`), never taken on trust
+   from the gateway, except on the server's public methods (liveness) and on the certificator,
+   which verifies the token carried in its request itself.
 
 Each service's `__main__` calls `run(name, register)`; `register(server, config)` adds its servicers
 and returns an optional list of async start-up/shutdown hooks (e.g. the SSH pool's janitor).
@@ -17,10 +25,10 @@ from typing import Awaitable, Callable, Iterable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import logs
+from services.common import identity, logs, mesh_pki, mesh_tls
 from services.common.config import Config, load_config
-from services.common.errors import ApiError
-from services.common.identity import USERNAME_HEADER
+from services.common.errors import ApiError, Forbidden
+from services.common.token_verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
 HTTP_CODE_KEY = "x-http-code"
@@ -33,30 +41,60 @@ def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
     return None
 
 
+class Admission:
+    """Who may call a server: the mesh identities admitted, and whether callers' tokens are
+    verified here (all but the certificator), except on the public methods."""
+
+    def __init__(self, peers: set[str], verifier: TokenVerifier | None, public_methods: frozenset[str]):
+        self.peers = peers
+        self.verifier = verifier
+        self.public_methods = public_methods
+
+    async def admit(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        """Raises Forbidden/Unauthenticated/BadRequest unless peer and caller are admitted; records the
+        verified caller for the handler (`identity.caller()`)."""
+        if not self.peers & mesh_tls.peer_names(context):
+            raise Forbidden("This mesh component may not call this service")
+        identity.set_caller(None)
+        if self.verifier is None or method in self.public_methods:
+            return
+        metadata = context.invocation_metadata()
+        token, _ = identity.bearer_token(metadata)
+        verifier = self.verifier
+        if verifier.cached(token) is None and verifier.needs_fetch(token):
+            caller = await asyncio.to_thread(identity.authenticate, metadata, verifier)  # JWKS download
+        else:
+            caller = identity.authenticate(metadata, verifier)  # a hash lookup, or one RS256 check
+        identity.set_caller(caller)
+        logs.username.set(caller.username)
+
+
 def _enter_request(context: grpc.aio.ServicerContext) -> None:
     logs.request_id.set(_metadata_value(context, "x-request-id") or "-")
-    logs.username.set(_metadata_value(context, USERNAME_HEADER) or "-")
+    logs.username.set("-")
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
-    """Ends the RPC with the status of `exc`: an ApiError's own, or 500 for an unexpected bug
-    (with FirecREST v2's repr-style message)."""
+    """Ends the RPC with the status of `exc`: an ApiError's own, or 500 for an unexpected bug, whose
+    details stay in the log; the caller gets a generic message with the request id to quote."""
     if isinstance(exc, ApiError):
         log.info("%s failed: %s %s", method, exc.http_status, exc.message,
                  extra={"fields": {"method": method, "http_status": exc.http_status}})
         code, http_status, message = exc.grpc_code, exc.http_status, exc.message
     else:
         log.error("%s crashed", method, exc_info=exc)
-        code, http_status, message = grpc.StatusCode.INTERNAL, 500, repr(exc.args)
+        code, http_status = grpc.StatusCode.INTERNAL, 500
+        message = f"Internal error (request id {logs.request_id.get()})"
     context.set_trailing_metadata(((HTTP_CODE_KEY, str(http_status)),))
     await context.abort(code, message)
 
 
-def _wrap_unary(behavior: Callable, method: str) -> Callable:
+def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callable:
     async def handler(request, context: grpc.aio.ServicerContext):
         _enter_request(context)
         start = time.perf_counter()
         try:
+            await admission.admit(context, method)
             response = await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -68,11 +106,12 @@ def _wrap_unary(behavior: Callable, method: str) -> Callable:
     return handler
 
 
-def _wrap_stream(behavior: Callable, method: str) -> Callable:
-    """Server-streaming handlers: the same error mapping, yielding responses."""
+def _wrap_stream(behavior: Callable, method: str, admission: Admission) -> Callable:
+    """Server-streaming handlers: the same admission and error mapping, yielding responses."""
     async def handler(request, context: grpc.aio.ServicerContext):
         _enter_request(context)
         try:
+            await admission.admit(context, method)
             async for item in behavior(request, context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -82,27 +121,39 @@ def _wrap_stream(behavior: Callable, method: str) -> Callable:
     return handler
 
 
-class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the request-id context and the ApiError → status mapping to every RPC."""
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+    """Applies the request-id context, the admission checks and the ApiError → status mapping to
+    every RPC. gRPC health is open to any holder of a mesh certificate (the launcher's readiness
+    checks, Envoy's health checks); reflection needs an admitted peer and a valid token like the API."""
+
+    def __init__(self, admission: Admission):
+        self._admission = admission
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
-            return handler
         method = handler_call_details.method
+        if handler is None or method.startswith("/grpc.health."):
+            return handler
+        admission = self._admission
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, admission),
                 handler.request_deserializer, handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, admission),
                 handler.request_deserializer, handler.response_serializer)
         if handler.stream_unary:
             async def stream_unary(it, ctx, _b=handler.stream_unary):
-                return await _wrap_unary(_b, method)(it, ctx)
+                return await _wrap_unary(_b, method, admission)(it, ctx)
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer)
+        if handler.stream_stream:
+            async def stream_stream(it, ctx, _b=handler.stream_stream):
+                async for item in _wrap_stream(_b, method, admission)(it, ctx):
+                    yield item
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream, handler.request_deserializer, handler.response_serializer)
         return handler
 
 
@@ -114,20 +165,30 @@ async def send_http_code(context: grpc.aio.ServicerContext, code: int) -> None:
 Register = Callable[[grpc.aio.Server, Config], Iterable[Callable[[], Awaitable[None]]] | None]
 
 
-async def serve(name: str, register: Register, config: Config | None = None) -> None:
+def admission_for(name: str, config: Config, public_methods: frozenset[str]) -> Admission:
+    """The certificator admits only the services and checks tokens itself; every other service admits
+    the gateway and the services and verifies each caller's token."""
+    services = {s for s in config.services if s != "certificator"}
+    if name == "certificator":
+        return Admission(services, None, frozenset())
+    return Admission(services | {mesh_pki.GATEWAY}, TokenVerifier(config.identity), public_methods)
+
+
+async def serve(name: str, register: Register, config: Config | None = None,
+                public_methods: frozenset[str] = frozenset()) -> None:
     config = config or load_config()
     address = config.services[name]
     # The gateway limits raw (HttpBody) bodies only; transcoded JSON bodies are limited here, to the
     # same size (plus framing). The gateway answers 413 when a request is refused for its size.
     max_request = config.gateway.max_request_body_bytes + 64 * 1024
-    server = grpc.aio.server(interceptors=[ApiErrorInterceptor()],
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(admission_for(name, config, public_methods))],
                              options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", max_request),
                                       ("grpc.max_send_message_length", 64 * 1024 * 1024)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     shutdown_hooks = list(register(server, config) or ())
-    server.add_insecure_port(str(address))
+    server.add_secure_port(str(address), mesh_tls.server_credentials(config, name))
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("%s listening on %s", name, address)
@@ -143,10 +204,11 @@ async def serve(name: str, register: Register, config: Config | None = None) -> 
         await hook()
 
 
-def run(name: str, register: Register) -> None:
-    """Entry point of a service process: JSON logs, config, serve until SIGTERM."""
+def run(name: str, register: Register, public_methods: frozenset[str] = frozenset()) -> None:
+    """Entry point of a service process: JSON logs, config, serve until SIGTERM. `public_methods`
+    (full gRPC method names) need no token, only an admitted peer."""
     logs.setup(name)
     # A request hops between the event loop, an SSH worker thread and paramiko's transport thread;
     # with the default 5 ms GIL switch interval each hop can wait that long.
     sys.setswitchinterval(0.0005)
-    asyncio.run(serve(name, register))
+    asyncio.run(serve(name, register, public_methods=public_methods))

@@ -159,6 +159,6 @@ class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
 
 
 def register(server, config: Config):
-    pool = SshPool.for_service(config)
+    pool = SshPool.for_service(config, "compute")
     compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeService(config, SlurmCli(pool)), server)
     return (pool.close,)

@@ -19,6 +19,7 @@ from services.common.errors import ApiError
 from services.common.identity import Caller
 from services.common.ssh.command import shell_join, with_timeout
 from services.common.ssh.pool import SshPool
+from services.common.token_verifier import TokenVerifier
 from services.idp.client import fetch_token
 from services.idp.secrets import client_secret, find_client
 
@@ -43,6 +44,7 @@ class HealthChecker:
     def __init__(self, config: Config, pool: SshPool):
         self._config = config
         self._pool = pool
+        self._verifier = TokenVerifier(config.identity)
         self.results: dict[str, SystemHealth] = {s.name: SystemHealth() for s in config.systems}
         self._task: asyncio.Task | None = None
 
@@ -68,7 +70,11 @@ class HealthChecker:
             secret = await asyncio.to_thread(client_secret, self._config, health.service_account)
             username = find_client(self._config, health.service_account).username
         token = await asyncio.to_thread(fetch_token, identity.token_url, health.service_account, secret)
-        return Caller(username=username, access_token=token)
+        # Like any caller, the service account acts only with a token verified here.
+        caller = await asyncio.to_thread(self._verifier.verify, token)
+        if caller.username != username:
+            raise ApiError(f"the health service account's token names {caller.username!r}, not {username!r}")
+        return caller
 
     async def check_all(self) -> None:
         try:

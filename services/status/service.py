@@ -98,7 +98,7 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
 
 
 def register(server, config: Config):
-    pool = SshPool.for_service(config)
+    pool = SshPool.for_service(config, "status")
     health = HealthChecker(config, pool)
     status_pb2_grpc.add_StatusServiceServicer_to_server(StatusService(config, pool, health), server)
     reflection.enable(server)  # the gateway routes /grpc.reflection.* here, for the whole API

@@ -153,6 +153,6 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
 
 
 def register(server, config: Config):
-    pool = SshPool.for_service(config)
+    pool = SshPool.for_service(config, "utilities")
     utilities_pb2_grpc.add_UtilitiesServiceServicer_to_server(UtilitiesService(config, pool), server)
     return (pool.close,)

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from firecrest_mesh.certificator.v1 import certificator_pb2, certificator_pb2_grpc
-from services.common import logs
-from services.common.errors import ApiError, ServiceUnavailable
+from services.common import logs, mesh_tls
+from services.common.config import Config
+from services.common.errors import ApiError, ServiceUnavailable, Unauthenticated
 from services.common.identity import Caller
 
 RENEW_BEFORE_EXPIRY_SECONDS = 30
@@ -49,11 +50,16 @@ def _new_key_pair() -> tuple[paramiko.PKey, str]:
 class CertificateCache:
     """Asks the certificator for certificates and keeps session certificates while they are fresh."""
 
-    def __init__(self, certificator_address: str):
-        self._channel = grpc.aio.insecure_channel(certificator_address)
+    def __init__(self, channel: grpc.aio.Channel):
+        self._channel = channel
         self._stub = certificator_pb2_grpc.CertificatorServiceStub(self._channel)
         self._cache: dict[str, UserCertificate] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def for_service(cls, config: Config, service: str) -> "CertificateCache":
+        """A cache whose certificator channel authenticates as `service` (mutual TLS)."""
+        return cls(mesh_tls.aio_channel(config, service, "certificator"))
 
     async def _sign(self, caller: Caller, force_command: str = "") -> UserCertificate:
         key, public = _new_key_pair()
@@ -76,7 +82,10 @@ class CertificateCache:
         return UserCertificate(key, float(reply.valid_before.seconds))
 
     async def session_certificate(self, caller: Caller) -> UserCertificate:
-        """A cached certificate for `caller`, or a new one when the cached one is close to expiry."""
+        """A cached certificate for `caller`, or a new one when the cached one is close to expiry.
+        `caller` is a token verified in this request; an expired one gets nothing, cached or not."""
+        if caller.expires_at <= time.time():
+            raise Unauthenticated("Access token expired")
         lock = self._locks.setdefault(caller.username, asyncio.Lock())
         async with lock:
             cert = self._cache.get(caller.username)

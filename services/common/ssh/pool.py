@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import paramiko
 
 from services.common.config import Config, SystemConfig
-from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed
+from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed, Unauthenticated
 from services.common.identity import Caller
 from services.common.ssh.certificates import CertificateCache, UserCertificate
 from services.common.ssh.command import CommandResult
@@ -195,17 +195,20 @@ class SshPool:
         self._janitor: asyncio.Task | None = None
 
     @classmethod
-    def for_service(cls, config: Config) -> "SshPool":
-        """The pool of a microservice, with its own client of the configured certificator (closed
-        with the pool)."""
-        return cls(CertificateCache(str(config.services["certificator"])), owns_certificates=True)
+    def for_service(cls, config: Config, service: str) -> "SshPool":
+        """The pool of the microservice `service`, with its own client of the configured certificator
+        (mutual TLS as `service`; closed with the pool)."""
+        return cls(CertificateCache.for_service(config, service), owns_certificates=True)
 
     async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def run(self, caller: Caller, system: SystemConfig, command: str, *, stdin: bytes | None = None,
                   timeout: float | None = None, max_output: int | None = None) -> CommandResult:
-        """Runs the (already quoted) `command` on `system` as `caller`."""
+        """Runs the (already quoted) `command` on `system` as `caller`, a token verified in this
+        request: a pooled connection serves only such a caller, and never after its token expired."""
+        if caller.expires_at <= time.time():
+            raise Unauthenticated("Access token expired")
         timeout = timeout or system.ssh.timeouts.command_execution
         if system.ssh.certificate_mode == "command":
             return await self._run_with_command_certificate(caller, system, command, stdin, timeout, max_output)
