@@ -30,6 +30,7 @@ from google.protobuf import descriptor_pb2
 if __package__ in (None, ""):  # run as a script: python envoy/render.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common import mesh_pki  # noqa: E402
 from services.common.config import REPO_ROOT, Address, Config, ConfigError, load_config  # noqa: E402
 
 DESCRIPTOR_SET = REPO_ROOT / "gen" / "envoy" / "api_descriptor.pb"
@@ -104,9 +105,26 @@ def _cluster_address(name: str, host: str, port: int) -> dict:
     }
 
 
-def _service_cluster(name: str, addr: Address) -> dict:
+def _mesh_tls_socket(cfg: Config, service: str) -> dict:
+    """Mutual TLS to a service: Envoy presents its mesh certificate and accepts only a server
+    certificate from the mesh CA that names `service` (ALPN h2 for gRPC)."""
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": service,
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificates": [{
+                "certificate_chain": {"filename": str(mesh_pki.cert_file(cfg, mesh_pki.GATEWAY))},
+                "private_key": {"filename": str(mesh_pki.key_file(cfg, mesh_pki.GATEWAY))}}],
+            "validation_context": {
+                "trusted_ca": {"filename": str(mesh_pki.ca_file(cfg))},
+                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": service}}]}}}}
+
+
+def _service_cluster(name: str, addr: Address, cfg: Config) -> dict:
     cluster = {"name": name, "connect_timeout": "1s"}
     cluster.update(_cluster_address(name, addr.host, addr.port))
+    cluster["transport_socket"] = _mesh_tls_socket(cfg, name)
     cluster.update({
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -184,7 +202,7 @@ def render(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> Pat
     if "status" in routed:  # the status service serves reflection for the whole API
         routes.append({"match": {"prefix": "/grpc.reflection."},
                        "route": {"cluster": "status", "timeout": ROUTE_TIMEOUT}})
-    clusters = [_service_cluster(name, addr) for name, addr in routed.items()] + [_idp_cluster(idp.jwks_uri)]
+    clusters = [_service_cluster(name, addr, cfg) for name, addr in routed.items()] + [_idp_cluster(idp.jwks_uri)]
     user_meta = f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{claim})%"
 
     text = f"""\
@@ -369,7 +387,7 @@ static_resources:
 {_y(_error_body("error", claim), 16)}
 
   clusters:
-  # One per routed service. gRPC needs HTTP/2 (h2c); 1 MiB stream windows bound what Envoy buffers for
+  # One per routed service, over mutual TLS with the mesh CA (h2 by ALPN); 1 MiB stream windows bound what Envoy buffers for
   # streamed downloads. Active gRPC health checks (grpc.health.v1, service "") run every 5 s, with or
   # without traffic; healthy_panic_threshold 0: an unhealthy backend gets no requests (503 instead).
   # Last: the identity provider, from which jwt_authn fetches the JWKS.
