@@ -43,6 +43,14 @@ def token(config):
 
 
 @pytest.fixture(scope="session")
+def caller_of(config, token):
+    """caller_of(user) -> a verified caller (what a service hands its SSH pool) for a fresh token."""
+    from services.common.token_verifier import TokenVerifier
+    verifier = TokenVerifier(config.identity)
+    return lambda user="alice": verifier.verify(token(user))
+
+
+@pytest.fixture(scope="session")
 def api(gateway_url, token):
     """api(user) -> an httpx.Client on the gateway that sends `user`'s bearer token."""
     clients = []

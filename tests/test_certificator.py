@@ -14,6 +14,7 @@ import pytest
 from jose import jwt
 
 from firecrest_mesh.certificator.v1 import certificator_pb2, certificator_pb2_grpc
+from services.common import mesh_tls
 from services.common.config import MAX_CERTIFICATE_LIFETIME
 from services.common.errors import SshConnectionFailed
 from services.common.ssh.certificates import UserCertificate, _new_key_pair
@@ -22,7 +23,7 @@ from services.common.ssh.pool import execute, open_transport
 
 @pytest.fixture(scope="module")
 def certificator(config):
-    channel = grpc.insecure_channel(str(config.services["certificator"]))
+    channel = mesh_tls.channel(config, "compute", "certificator")  # as the services call it
     yield certificator_pb2_grpc.CertificatorServiceStub(channel)
     channel.close()
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import SshConnectionFailed
-from services.common.identity import Caller
 from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import shell_join
 from services.common.ssh.pool import SshPool
@@ -48,7 +47,7 @@ def test_service_down_is_503_then_recovers(api):
     assert eventually(lambda: alice.get("/status/local/partitions").status_code == 200)
 
 
-def test_certificator_down_keeps_pooled_connections_and_refuses_new_ones(api, config, token):
+def test_certificator_down_keeps_pooled_connections_and_refuses_new_ones(api, config, caller_of):
     alice = api("alice")
     assert alice.get("/status/local/partitions").status_code == 200  # alice's connection is pooled
     mesh("stop", "certificator")
@@ -56,10 +55,10 @@ def test_certificator_down_keeps_pooled_connections_and_refuses_new_ones(api, co
         assert alice.get("/status/local/partitions").status_code == 200
 
         async def fresh_login():
-            certificates = CertificateCache(str(config.services["certificator"]))
+            certificates = CertificateCache.for_service(config, "compute")
             pool = SshPool(certificates)
             try:
-                return await pool.run(Caller("bob", token("bob")), config.system("local"), shell_join(["true"]))
+                return await pool.run(caller_of("bob"), config.system("local"), shell_join(["true"]))
             finally:
                 await pool.close()
                 await certificates.close()
@@ -71,11 +70,11 @@ def test_certificator_down_keeps_pooled_connections_and_refuses_new_ones(api, co
         mesh("up")
 
 
-def test_sshd_down_is_424_then_recovers(config, token):
-    caller = Caller("alice", token("alice"))
+def test_sshd_down_is_424_then_recovers(config, caller_of):
+    caller = caller_of("alice")
 
     async def run_once():
-        certificates = CertificateCache(str(config.services["certificator"]))
+        certificates = CertificateCache.for_service(config, "compute")
         pool = SshPool(certificates)
         try:
             return await pool.run(caller, config.system("local"), shell_join(["echo", "ok"]))

@@ -8,7 +8,6 @@ import dataclasses
 
 import pytest
 
-from services.common.identity import Caller
 from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import shell_join
 from services.common.ssh.pool import SshPool
@@ -22,7 +21,7 @@ def small_system(config, connections: int, sessions: int):
 
 
 async def with_pool(config, body):
-    certificates = CertificateCache(str(config.services["certificator"]))
+    certificates = CertificateCache.for_service(config, "compute")
     pool = SshPool(certificates)
     try:
         return await body(pool)
@@ -31,8 +30,8 @@ async def with_pool(config, body):
         await certificates.close()
 
 
-def test_burst_beyond_capacity_queues_and_succeeds(config, token):
-    caller = Caller("alice", token("alice"))
+def test_burst_beyond_capacity_queues_and_succeeds(config, caller_of):
+    caller = caller_of("alice")
     system = small_system(config, connections=2, sessions=5)
 
     async def body(pool: SshPool):
@@ -45,8 +44,8 @@ def test_burst_beyond_capacity_queues_and_succeeds(config, token):
     assert 1 <= connections <= 2
 
 
-def test_hostile_arguments_arrive_literally(config, token, tmp_path):
-    caller = Caller("alice", token("alice"))
+def test_hostile_arguments_arrive_literally(config, caller_of, tmp_path):
+    caller = caller_of("alice")
     hostile = ["$(touch /tmp/firecrest-pwned)", "`id`", "a'b\"c", "; rm -rf ~", "-rf", "new\nline", "*"]
 
     async def body(pool: SshPool):
@@ -59,8 +58,8 @@ def test_hostile_arguments_arrive_literally(config, token, tmp_path):
     assert not os.path.exists("/tmp/firecrest-pwned")
 
 
-def test_command_timeout_is_408(config, token):
-    caller = Caller("alice", token("alice"))
+def test_command_timeout_is_408(config, caller_of):
+    caller = caller_of("alice")
 
     async def body(pool: SshPool):
         return await pool.run(caller, config.system("local"), shell_join(["sleep", "5"]), timeout=1)
@@ -69,8 +68,8 @@ def test_command_timeout_is_408(config, token):
         asyncio.run(with_pool(config, body))
 
 
-def test_output_limit_is_413(config, token):
-    caller = Caller("alice", token("alice"))
+def test_output_limit_is_413(config, caller_of):
+    caller = caller_of("alice")
 
     async def body(pool: SshPool):
         return await pool.run(caller, config.system("local"), shell_join(["head", "-c", "300000", "/dev/zero"]),
@@ -80,8 +79,8 @@ def test_output_limit_is_413(config, token):
         asyncio.run(with_pool(config, body))
 
 
-def test_stdin_and_binary_output_round_trip(config, token):
-    caller = Caller("alice", token("alice"))
+def test_stdin_and_binary_output_round_trip(config, caller_of):
+    caller = caller_of("alice")
     payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
 
     async def body(pool: SshPool):
@@ -91,8 +90,8 @@ def test_stdin_and_binary_output_round_trip(config, token):
     assert result.exit_status == 0 and result.stdout == payload
 
 
-def test_command_certificate_mode(config, token):
-    caller = Caller("bob", token("bob"))
+def test_command_certificate_mode(config, caller_of):
+    caller = caller_of("bob")
     system = config.system("local")
     system = dataclasses.replace(system, ssh=dataclasses.replace(system.ssh, certificate_mode="command"))
 
@@ -103,10 +102,10 @@ def test_command_certificate_mode(config, token):
     assert [r.text() for r in results] == [f"n{i}\n" for i in range(6)]
 
 
-def test_many_instant_commands_share_a_connection_without_dropping_it(config, token):
+def test_many_instant_commands_share_a_connection_without_dropping_it(config, caller_of):
     """Commands that end at once race our EOF against the server's CLOSE; sshd drops the whole
     connection if our EOF comes after our CLOSE. Every one of many such commands must succeed."""
-    caller = Caller("alice", token("alice"))
+    caller = caller_of("alice")
     system = small_system(config, connections=1, sessions=8)
 
     async def body(pool: SshPool):
