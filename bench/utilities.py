@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import Row, measure, save  # noqa: E402
 from services.common.config import load_config  # noqa: E402
-from services.common.identity import Caller  # noqa: E402
+from services.common.token_verifier import TokenVerifier  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
 from services.common.ssh.pool import execute, open_transport  # noqa: E402
 from services.idp.client import fetch_token  # noqa: E402
@@ -146,9 +146,9 @@ class Transports:
         token = fetch_token(config.identity.token_url, f"firecrest-{USER}", SECRET)
 
         async def certificate():
-            cache = CertificateCache(str(config.services["certificator"]))
+            cache = CertificateCache.for_service(config, "utilities")
             try:
-                return await cache.session_certificate(Caller(USER, token))
+                return await cache.session_certificate(TokenVerifier(config.identity).verify(token))
             finally:
                 await cache.close()
         cert = asyncio.run(certificate())
