@@ -247,7 +247,7 @@ def test_hostile_names_are_literal_and_nothing_runs(api, workdir):
     left = {f["name"] for f in api().get(f"{OPS}/ls", params={"path": d}).json()["output"]}
     assert left == {"$(touch ", *names} - {"-rf", "*"}
     r = api().put(f"{OPS}/chmod", json={"path": f"{d}/--help", "mode": f"-w; touch {marker}"})
-    assert r.status_code == 500 and "invalid mode" in r.json()["message"]
+    assert r.status_code == 400 and "Invalid `mode`" in r.json()["message"]
     r = api().post(f"{OPS}/compress", json={"path": d, "targetPath": f"{d}/m.tgz",
                                             "matchPattern": f"$(touch {marker})"})
     assert r.status_code == 204

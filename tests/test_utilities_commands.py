@@ -9,10 +9,11 @@ import subprocess
 
 import pytest
 
+from services.common import paths
 from services.common.config import load_config
-from services.common.errors import BadRequest, PayloadTooLarge
+from services.common.errors import BadRequest, InternalError, PayloadTooLarge
 from services.common.ssh.command import CommandResult, shell_join
-from services.utilities import multipart, paths, remote
+from services.utilities import multipart, remote
 from services.utilities.commands import (archive, change, checksum, file_type, head_tail, listing, rm,
                                          stat, transfer, view)
 
@@ -47,7 +48,8 @@ def test_hostile_names_reach_the_shell_as_one_literal_argument(name):
     path = "/scratch/alice/" + name
     argvs = [*listing.list_argvs(path, recursive=True), head_tail.head_argv(path, None, 3, False)[0],
              view.argv(path, 10, 0, 100), checksum.argv(path), file_type.argv(path), stat.argv(path),
-             *change.chmod_argvs(path, name), *change.mkdir_argvs(path, True),
+             *change.chmod_argvs(path, "u+x"), *change.chown_argvs(path, name if name.isprintable() else "alice", ""),
+             *change.mkdir_argvs(path, True),
              *change.symlink_argvs(path, path), rm.argv(path), transfer.upload_argv(path),
              archive.compress_argv(path, path, match_pattern=name), archive.extract_argv(path, path)]
     for argv in argvs:
@@ -172,11 +174,97 @@ def test_head_and_tail_frames():
         head_tail.head_argv("/f", 1, 1, False)
 
 
+@pytest.mark.parametrize("build", [head_tail.head_argv, head_tail.tail_argv])
+@pytest.mark.parametrize("skip", [False, True])
+def test_head_and_tail_counts_up_to_int32_fit_the_frame(build, skip):
+    for n in (0, 1, 2**31 - 1):
+        for num_bytes, num_lines in ((n, None), (None, n)):
+            argv, frame = build("/f", num_bytes, num_lines, skip)
+            frame.SerializeToString()  # positions are int32: this raised ValueError for 10**12
+            assert str(n) in argv[2]
+
+
+@pytest.mark.parametrize("build", [head_tail.head_argv, head_tail.tail_argv])
+@pytest.mark.parametrize("n", [2**31, 10**12, 2**63 - 1, -1, -(2**63)])
+def test_head_and_tail_counts_out_of_range_are_400_naming_the_parameter(build, n):
+    for num_bytes, num_lines, unit in ((n, None, "bytes"), (None, n, "lines")):
+        for skip in (False, True):
+            with pytest.raises(BadRequest, match=f"`{unit}` must"):
+                build("/f", num_bytes, num_lines, skip)
+
+
 def test_view_limits():
     assert view.argv("/f", None, None, 100)[3:5] == ["skip=0", "count=100"]
     for size, offset in ((0, 0), (101, 0), (10, -1)):
         with pytest.raises(BadRequest):
             view.argv("/f", size, offset, 100)
+
+
+def test_view_offset_dd_cannot_reach_is_400_naming_offset():
+    # What dd says (as alice, coreutils 9.1) for skip=9223372036854775807 on ext4.
+    err = remote.error_for(CommandResult(1, b"", b"dd: /home/alice/f: cannot skip: Invalid argument"))
+    assert err.http_status == 500
+    refined = view.refine_error(err)
+    assert refined.http_status == 400 and "`offset`" in refined.message
+    other = remote.error_for(CommandResult(1, b"", b"dd: error reading '/x': Input/output error"))
+    assert view.refine_error(other) is other
+    assert view.refine_error(InternalError("cannot skip")).http_status == 400
+
+
+def test_view_offset_past_what_the_filesystem_supports_makes_dd_say_cannot_skip(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("abc")
+    argv = view.argv(str(f), 10, 2**63 - 1, 100)
+    run = subprocess.run(shell_join(argv), shell=True, capture_output=True)
+    assert run.returncode != 0 and b"cannot skip" in run.stderr
+    assert view.refine_error(remote.error_for(CommandResult(run.returncode, run.stdout, run.stderr))).http_status == 400
+
+
+# --- chmod and chown arguments --------------------------------------------------------------------------
+
+MODES = ["755", "0755", "000755", "7777", "0", "-0", "=755", "+0644", "u+x", "u=rw,go=r", "a+X", "g=u", "+t",
+         "-w", "=", "+", "a=,u+r", "u-", "go=u-w", "+rwx+t", "u=X", "aa+r", "u+x-w", "u+x=g", "+-",
+         "17777", "u+x,", ",u+x", "u+xg", "ugo", "u", "", "--reference=/etc/passwd", "u=rg", "755,u+x",
+         "u+x,755", "u=755", "u=gu", " 755", "755 ", "0x1ed", "\uff18", "u+x\n", "777\x00", "7" * 300,
+         "$(touch /tmp/x)", "-R", "--", "8", "1e3"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_modes_accepted_are_exactly_those_gnu_chmod_accepts(mode, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("")
+    chmod_ok = "\x00" not in mode and subprocess.run(["chmod", "--", mode, str(f)], capture_output=True).returncode == 0
+    try:
+        argvs = change.chmod_argvs(str(f), mode)
+    except BadRequest as exc:
+        assert not chmod_ok and "mode" in exc.message
+    else:
+        assert chmod_ok and argvs[0] == ["chmod", "--", mode, str(f)]
+
+
+@pytest.mark.parametrize("owner, group", [("a\nb", ""), ("", "g\tx"), ("x" * 300, ""), ("a:b", ""), ("", "a:b"),
+                                          ("a\x00", "")])
+def test_chown_refuses_unprintable_colon_and_long_names(owner, group):
+    with pytest.raises(BadRequest, match="invalid user or group"):
+        change.chown_argvs("/f", owner, group)
+
+
+def test_chown_spec():
+    assert change.chown_argvs("/f", "alice", "proj-a")[0] == ["chown", "--", "alice:proj-a", "/f"]
+    assert change.chown_argvs("/f", "", "proj-a")[0] == ["chown", "--", ":proj-a", "/f"]
+    assert change.chown_argvs("/f", "1001", "")[0] == ["chown", "--", "1001", "/f"]
+
+
+def test_match_pattern_refuses_nul_and_huge_patterns():
+    for pattern in ("a\x00b", "x" * 5000):
+        with pytest.raises(BadRequest, match="matchPattern"):
+            archive.compress_argv("/a", "/b.tgz", match_pattern=pattern)
+
+
+def test_command_lines_longer_than_the_limit_are_400(system):
+    assert remote.command_line(system, ["echo", "x" * 60000])
+    with pytest.raises(BadRequest, match="too long"):
+        remote.command_line(system, ["echo", "x" * (remote.MAX_COMMAND_LINE + 1)])
 
 
 # --- transfers and archives ---------------------------------------------------------------------------
@@ -221,7 +309,12 @@ def test_match_pattern_compress_runs_against_a_real_tree(tmp_path):
     (124, b"", 408), (1, b"find: '/x': No such file or directory", 404),
     (1, b"find: '/x': Permission denied", 403), (1, b"chown: changing ownership: Operation not permitted", 403),
     (1, b"mkdir: cannot create directory '/x': File exists", 400), (1, b"chown: invalid user: 'zz'", 400),
-    (1, b"chmod: invalid mode: 'q'", 500)])
+    (1, b"chmod: invalid mode: 'q'", 500),
+    (1, b"chown: invalid group: ':nosuch'", 400), (1, b"find: '/home/a/f/x': Not a directory", 400),
+    (1, b"sha256sum: /home/alice: Is a directory", 400), (1, b"find: '/home/aaa': File name too long", 400),
+    (1, b"stat: cannot statx '/home/a/l': Too many levels of symbolic links", 400),
+    (1, b"head: cannot open '/home/a/sock' for reading: No such device or address", 400),
+    (1, b"tar: Exiting with failure status due to previous errors", 500)])
 def test_remote_errors_map_like_firecrest_v2(rc, stderr, status):
     err = remote.error_for(CommandResult(rc, b"", stderr))
     assert err.http_status == status
@@ -237,9 +330,15 @@ def test_paths(system):
     assert paths.validate(system, "/scratch") == "/scratch"
     for bad, message in (("relative", "not an absolute path"), ("/etc/passwd", "does not match"),
                          ("/homework/x", "does not match"), ("/home/../etc", "'..'"), ("", "retreive"),
-                         ("/home/a\x00b", "NUL")):
+                         ("/home/a\x00b", "NUL"), ("/home/" + "x" * 4091, "longer than 4095 bytes"),
+                         ("/home/" + "\u00e9" * 2046, "longer than 4095 bytes")):
         with pytest.raises(BadRequest, match=message):
             paths.validate(system, bad)
+    assert paths.validate(system, "/home/" + "x" * 4089) == "/home/" + "x" * 4089  # 4095 bytes
+    with pytest.raises(BadRequest, match="The provided `linkPath` path .* is not an absolute path"):
+        paths.validate(system, "rel", name="linkPath")
+    with pytest.raises(BadRequest, match="The `targetPath` parameter is required"):
+        paths.validate(system, "", name="targetPath")
     assert paths.first_path("", "/home/a") == "/home/a"
     with pytest.raises(BadRequest):
         paths.first_path("", "")

@@ -3,7 +3,9 @@
 Every command is wrapped in coreutils `timeout <command_execution>` on the system (exit 124 → 408);
 the SSH call itself gets a little more time so that the remote timeout normally fires first.
 A failed command becomes an ApiError whose HTTP status depends on its exit status and stderr, in
-FirecREST v2's order (`BaseCommandErrorHandling`).
+FirecREST v2's order (`BaseCommandErrorHandling`), extended with the errors a request can cause by
+naming the wrong kind of file (a directory to read, a file as a directory, a too-long name...), which
+are 400s rather than 500s.
 """
 
 from __future__ import annotations
@@ -25,13 +27,27 @@ _STDERR_ERRORS: tuple[tuple[str, type[ApiError]], ...] = (
     ("Operation not permitted", Forbidden),
     ("File exists", BadRequest),
     ("invalid user", BadRequest),
+    # The request names something that cannot be what the operation needs: 400 rather than 500.
+    ("invalid group", BadRequest),
+    ("Not a directory", BadRequest),
+    ("Is a directory", BadRequest),
+    ("File name too long", BadRequest),
+    ("Too many levels of symbolic links", BadRequest),
+    ("No such device or address", BadRequest),
 )
+# sshd runs the command line as one argument of the user's shell (`sh -c <line>`), which Linux limits
+# to 128 KiB; longer lines are refused before they reach the system.
+MAX_COMMAND_LINE = 64 * 1024
 
 
 def command_line(system: SystemConfig, *argvs: Sequence[str]) -> str:
     """One remote command line: each argv quoted and wrapped in `timeout`, chained with `&&`."""
     seconds = system.ssh.timeouts.command_execution
-    return " && ".join(shell_join(with_timeout(seconds, argv)) for argv in argvs)
+    line = " && ".join(shell_join(with_timeout(seconds, argv)) for argv in argvs)
+    if len(line.encode("utf-8", errors="surrogatepass")) > MAX_COMMAND_LINE:
+        raise BadRequest(f"The request's parameters are too long (more than {MAX_COMMAND_LINE} bytes "
+                         f"in the command they make).")
+    return line
 
 
 def error_for(result: CommandResult) -> ApiError:

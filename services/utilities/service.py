@@ -1,19 +1,21 @@
 """gRPC servicer of firecrest_mesh.utilities.v1.UtilitiesService (FirecREST v2 `/filesystem/.../ops`).
 
-Thin: each handler validates the request's paths (`paths`), builds its command with the module in
-`commands/`, runs it as the caller (`remote`), and shapes the answer.
+Thin: each handler validates the request's paths (`services.common.paths`), builds its command with
+the module in `commands/`, runs it as the caller (`remote`), and shapes the answer.
 """
 
 from __future__ import annotations
 
 from firecrest_mesh.utilities.v1 import utilities_pb2, utilities_pb2_grpc
 from google.api import httpbody_pb2
+from services.common import paths
 from services.common.config import Config, SystemConfig
+from services.common.errors import ApiError
 from services.common.identity import Caller, caller
 from services.common.server import send_http_code
 from services.common.ssh.pool import SshPool
 from services.common.systems import require_system
-from services.utilities import multipart, paths, remote
+from services.utilities import multipart, remote
 from services.utilities.commands import (archive, change, checksum, file_type, head_tail, listing, rm,
                                          stat, transfer, view)
 
@@ -65,7 +67,10 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
         who, system, path = self._target(request, context)
         argv = view.argv(path, _optional(request, "size"), _optional(request, "offset"),
                          system.max_ops_file_size)
-        result = await self._run(who, system, argv, max_output=system.max_ops_file_size + 1)
+        try:
+            result = await self._run(who, system, argv, max_output=system.max_ops_file_size + 1)
+        except ApiError as exc:
+            raise view.refine_error(exc) from None
         return utilities_pb2.ViewFileResponse(output=view.parse(result.stdout))
 
     async def ChecksumFile(self, request, context):

@@ -22,11 +22,21 @@ def _flags(compression: str) -> list[str]:
                          f"{', '.join(COMPRESSION_FLAGS)}.") from None
 
 
+MAX_MATCH_PATTERN = 4096
+
+
+def _pattern(match_pattern: str) -> str:
+    if "\x00" in match_pattern or len(match_pattern) > MAX_MATCH_PATTERN:
+        raise BadRequest(f"Invalid `matchPattern`: it must be at most {MAX_MATCH_PATTERN} characters "
+                         f"without NUL bytes.")
+    return match_pattern
+
+
 def compress_argv(source: str, target: str, match_pattern: str = "", dereference: bool = False,
                   compression: str = "gzip") -> list[str]:
     flags = _flags(compression) + (["--dereference"] if dereference else [])
     if match_pattern:
-        return ["sh", "-c", _MATCHING, "sh", source, match_pattern, target, *flags]
+        return ["sh", "-c", _MATCHING, "sh", source, _pattern(match_pattern), target, *flags]
     stripped = source.rstrip("/") or "/"
     parent, name = posixpath.split(stripped)
     if not name:

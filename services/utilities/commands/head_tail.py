@@ -1,4 +1,10 @@
-"""`head` and `tail` of a file, by bytes or lines (ops/head, ops/tail)."""
+"""`head` and `tail` of a file, by bytes or lines (ops/head, ops/tail).
+
+The count is answered back in the FileContent frame, whose positions are 32-bit, so a count must lie
+in 0..2**31-1 (400 otherwise). That bound costs nothing: reading 2**31-1 lines or bytes already exceeds
+the output limit (`max_ops_file_size`) unless the file is smaller, and then any larger count reads the
+same.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from firecrest_mesh.utilities.v1 import utilities_pb2
 from services.common.errors import BadRequest
 
 DEFAULT_LINES = 10
+MAX_COUNT = 2**31 - 1  # FileContent.start_position / end_position are int32
 
 
 def _amount(num_bytes: int | None, num_lines: int | None) -> tuple[str, int]:
@@ -17,6 +24,8 @@ def _amount(num_bytes: int | None, num_lines: int | None) -> tuple[str, int]:
         unit, n = "lines", DEFAULT_LINES if num_lines is None else num_lines
     if n < 0:
         raise BadRequest(f"`{unit}` must not be negative.")
+    if n > MAX_COUNT:
+        raise BadRequest(f"`{unit}` must be at most {MAX_COUNT}.")
     return unit, n
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.errors import BadRequest
+from services.common.errors import ApiError, BadRequest
 
 
 def argv(path: str, size: int | None, offset: int | None, max_size: int) -> list[str]:
@@ -22,3 +22,11 @@ def argv(path: str, size: int | None, offset: int | None, max_size: int) -> list
 
 def parse(stdout: bytes) -> str:
     return stdout.decode("utf-8", errors="replace")
+
+
+def refine_error(error: ApiError) -> ApiError:
+    """dd cannot seek to `offset` (past the largest file size the filesystem supports, or past the end
+    of an unseekable file): the caller's offset is out of range, a 400 rather than dd's 500."""
+    if error.http_status == 500 and "cannot skip" in error.message:
+        return BadRequest(f"`offset` is out of range for this file ({error.message}).")
+    return error
