@@ -14,7 +14,8 @@ from firecrest_mesh.compute.v1 import compute_pb2
 from services.common.errors import BadRequest, Forbidden, InternalError, NotFound, RequestTimeout, ServiceUnavailable
 from services.common.ssh.command import CommandResult, shell_join
 from services.compute.scheduler import JobQuery, JobSpec, require_job_id
-from services.compute.service import job_query, job_spec
+from services.common.config import load_config
+from services.compute.validation import job_query, job_spec
 from services.common import slurm_errors as errors
 from services.compute.slurm import getent, sacct, sbatch, scontrol, squeue, srun
 from services.compute.slurm.values import wait_status
@@ -271,27 +272,34 @@ def description(**kw) -> compute_pb2.JobDescription:
     return json_format.ParseDict(kw, compute_pb2.JobDescription())
 
 
-def test_job_spec_accepts_every_working_directory_spelling_and_env_forms():
-    assert job_spec(description(working_directory="/w", script="s")).working_directory == "/w"
-    assert job_spec(description(currentWorkingDirectory="/c", script="s")).working_directory == "/c"
-    assert job_spec(description(workingDirectory="/w", script="s")).env == (("F7T_version", "v2.0.0"),)
-    assert dict(job_spec(description(workingDirectory="/w", script="s", env={"A": "1", "N": 3})).env) == {"A": "1", "N": "3"}
-    assert job_spec(description(workingDirectory="/w", script="s", environment=["A=x=y"])).env == (("A", "x=y"),)
+@pytest.fixture(scope="module")
+def local():
+    return load_config().system("local")  # file systems /home and /scratch
+
+
+def test_job_spec_accepts_every_working_directory_spelling_and_env_forms(local):
+    assert job_spec(description(working_directory="/home/w", script="s"), local).working_directory == "/home/w"
+    assert job_spec(description(currentWorkingDirectory="/scratch/c", script="s"), local).working_directory == "/scratch/c"
+    assert job_spec(description(workingDirectory="/home/w", script="s"), local).env == (("F7T_version", "v2.0.0"),)
+    assert dict(job_spec(description(workingDirectory="/home/w", script="s", env={"A": "1", "N": 3}), local).env) == \
+        {"A": "1", "N": "3"}
+    assert job_spec(description(workingDirectory="/home/w", script="s", environment=["A=x=y"]), local).env == \
+        (("A", "x=y"),)
 
 
 @pytest.mark.parametrize("kw", [
     dict(script="s"),  # no working directory
     dict(workingDirectory="rel", script="s"),
-    dict(workingDirectory="/w"),  # no script
-    dict(workingDirectory="/w", script="s", scriptPath="/x"),
-    dict(workingDirectory="/w", scriptPath="x.sh"),
-    dict(workingDirectory="/w", script="s", standardOutput="out.txt"),
-    dict(workingDirectory="/w", script="s", env={"A;B": "x"}),
-    dict(workingDirectory="/w", script="s", env=["NOEQUALS"]),
+    dict(workingDirectory="/home/w"),  # no script
+    dict(workingDirectory="/home/w", script="s", scriptPath="/x"),
+    dict(workingDirectory="/home/w", scriptPath="x.sh"),
+    dict(workingDirectory="/home/w", script="s", standardOutput="out.txt"),
+    dict(workingDirectory="/home/w", script="s", env={"A;B": "x"}),
+    dict(workingDirectory="/home/w", script="s", env=["NOEQUALS"]),
 ])
-def test_job_spec_rejects(kw):
+def test_job_spec_rejects(kw, local):
     with pytest.raises(BadRequest):
-        job_spec(description(**kw))
+        job_spec(description(**kw), local)
 
 
 @pytest.mark.parametrize("job_id", ["12", "abc12"])

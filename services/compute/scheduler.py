@@ -17,7 +17,7 @@ from services.common.errors import BadRequest
 from services.common.identity import Caller
 
 JOB_ID_RE = re.compile(r"^[a-zA-Z0-9]+$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # use with fullmatch
 TIME_WINDOWS = ("1h", "8h", "24h", "3d", "7d")
 DEFAULT_TIME_WINDOW = "24h"
 
@@ -27,14 +27,6 @@ def require_job_id(job_id: str) -> str:
     if not JOB_ID_RE.fullmatch(job_id or ""):
         raise BadRequest(f"Invalid job id {job_id!r}: expected letters and digits only")
     return job_id
-
-
-def require_absolute(path: str, what: str) -> str:
-    if not path.startswith("/"):
-        raise BadRequest(f"The provided path ({path}) is not an absolute path.")
-    if "\x00" in path or "\n" in path:
-        raise BadRequest(f"Invalid {what}")
-    return path
 
 
 @dataclass(frozen=True)

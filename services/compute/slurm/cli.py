@@ -13,7 +13,7 @@ import time
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.common.config import SystemConfig
-from services.common.errors import ApiError, InternalError, NotFound, RequestTimeout, SshConnectionFailed
+from services.common.errors import ApiError, BadRequest, InternalError, NotFound, RequestTimeout, SshConnectionFailed
 from services.common.identity import Caller
 from services.common.ssh.command import CommandResult, shell_join, with_timeout
 from services.common.ssh.pool import SshPool
@@ -27,6 +27,9 @@ SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to fi
 _ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 _WINDOW_SECONDS = {"1h": 3600, "8h": 8 * 3600, "24h": 86400, "3d": 3 * 86400, "7d": 7 * 86400}
 _UID_CACHE_SIZE = 4096  # uid → user name (or None: unknown) per system; uids are not re-used in practice
+# sshd runs the command line as one argument of the user's shell (`sh -c <line>`), which Linux limits to
+# 128 KiB; longer lines (a huge job environment) are refused before they reach the system.
+MAX_COMMAND_LINE = 64 * 1024
 
 
 class SlurmCli(Scheduler):
@@ -37,9 +40,12 @@ class SlurmCli(Scheduler):
     async def _exec(self, caller: Caller, system: SystemConfig, argv: list[str], *, stdin: bytes | None = None,
                     timeout: int | None = None) -> CommandResult:
         seconds = timeout or system.scheduler.timeout
+        line = shell_join(with_timeout(seconds, argv))
+        if len(line.encode("utf-8", errors="surrogatepass")) > MAX_COMMAND_LINE:
+            raise BadRequest(f"The request's parameters are too long (more than {MAX_COMMAND_LINE} bytes in "
+                             f"the command they make); a large job environment belongs in the job's script.")
         # The SSH-side deadline is later than the remote `timeout`, so the remote one fires first.
-        return await self._pool.run(caller, system, shell_join(with_timeout(seconds, argv)), stdin=stdin,
-                                    timeout=seconds + 5)
+        return await self._pool.run(caller, system, line, stdin=stdin, timeout=seconds + 5)
 
     async def _run(self, caller: Caller, system: SystemConfig, argv: list[str], name: str, **kw) -> CommandResult:
         result = await self._exec(caller, system, argv, **kw)
