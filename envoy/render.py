@@ -7,7 +7,9 @@ to the service `<svc>` of `config.services`. The certificator is internal and ne
 
     python -m envoy.render [--config FILE] [--out PATH]     (default out: <state>/envoy/envoy.yaml)
 
-Writes PATH and, beside it, `firecrest.lua` (envoy/firecrest.lua with the configured username claim).
+Writes PATH and, beside it, `firecrest.lua`: envoy/firecrest.lua with the configured username claim and
+two tables generated from the descriptor set's `google.api.http` rules (the REST routes and their
+methods, for 405/OPTIONS answers; proto field names that json_name renames, for error messages).
 The result reads top-down: listener → HTTP filters in request order → routes → local replies →
 clusters → admin. The launcher calls `render()`; tests render into a temporary folder and run
 `envoy --mode validate` on the result.
@@ -25,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+from google.api import annotations_pb2  # registers the google.api.http option for parsing
 from google.protobuf import descriptor_pb2
 
 if __package__ in (None, ""):  # run as a script: python envoy/render.py
@@ -45,6 +48,13 @@ ROUTE_TIMEOUT = "60s"
 MIB = 1024 * 1024
 # The Lua script reads the username claim from this line; render() substitutes the configured one.
 LUA_CLAIM_LINE = re.compile(r'^local USERNAME_CLAIM = "[^"\n]*"', re.MULTILINE)
+# ... and the REST routes and field names from these lines (`{}` in envoy/firecrest.lua).
+LUA_ROUTES_LINE = re.compile(r"^local REST_ROUTES = \{\}.*$", re.MULTILINE)
+LUA_FIELD_NAMES_LINE = re.compile(r"^local REST_FIELD_NAMES = \{\}.*$", re.MULTILINE)
+# Request line + headers accepted by Envoy's codec (above: 431, which local_reply_config makes a 414).
+# Above the Lua filter's own URL limit (16 KiB → 414) plus room for ordinary headers and a token.
+MAX_REQUEST_HEADERS_KB = 96
+HTTP_RULE_KINDS = ("get", "put", "post", "delete", "patch")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,104 @@ def api_services(descriptor_set: Path) -> list[ApiService]:
         if (m := API_PACKAGE.match(f.package)) and m.group(1) not in INTERNAL_SERVICES:
             found += [ApiService(m.group(1), f"{f.package}.{s.name}") for s in f.service]
     return sorted(found, key=lambda s: s.full_name)
+
+
+def _api_files(descriptor_set: Path):
+    """The descriptor set's files of public API packages (firecrest_mesh.<name>.v1, not internal)."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    return [f for f in fds.file if (m := API_PACKAGE.match(f.package)) and m.group(1) not in INTERNAL_SERVICES]
+
+
+def http_rules(descriptor_set: Path) -> list[tuple[str, str]]:
+    """(METHOD, path template) of every google.api.http rule (additional bindings included) of the API."""
+    rules = []
+    for f in _api_files(descriptor_set):
+        for service in f.service:
+            for method in service.method:
+                if not method.options.HasExtension(annotations_pb2.http):
+                    continue
+                top = method.options.Extensions[annotations_pb2.http]
+                for rule in (top, *top.additional_bindings):
+                    kind = rule.WhichOneof("pattern")
+                    if kind == "custom":
+                        rules.append((rule.custom.kind.upper(), rule.custom.path))
+                    elif kind in HTTP_RULE_KINDS:
+                        rules.append((kind.upper(), getattr(rule, kind)))
+    return rules
+
+
+def _lua_literal(text: str) -> str:
+    """`text` with Lua pattern magic characters escaped."""
+    return re.sub(r"([\^$()%.\[\]*+\-?])", r"%\1", text)
+
+
+def template_pattern(template: str) -> str:
+    """The Lua pattern of a google.api.http path template, as the transcoder matches it: a variable or
+    `*` is one segment, `**` any rest, a trailing slash optional. `/compute/{system_name}/jobs` →
+    `^/compute/[^/]+/jobs/?$`."""
+    if not template.startswith("/"):
+        raise ValueError(f"path template {template!r}: must start with /")
+    body, verb = template, ""
+    last = template.rsplit("/", 1)[-1]
+    if ":" in last and "}" not in last.rsplit(":", 1)[1]:
+        body, verb = template.rsplit(":", 1)
+    # A variable stands for its segments (`{name}` = `{name=*}`).
+    body = re.sub(r"\{[^}=]*(?:=([^}]*))?\}", lambda m: m.group(1) or "*", body)
+    segments = {"*": "[^/]+", "**": ".*"}
+    pattern = "/".join(segments.get(seg) or _lua_literal(seg) for seg in body.split("/"))
+    return "^" + pattern + (_lua_literal(":" + verb) + "$" if verb else "/?$")
+
+
+def rest_routes(descriptor_set: Path) -> dict[str, list[str]]:
+    """Lua path pattern → the HTTP methods of the API's rules with that path (in rule order)."""
+    routes: dict[str, list[str]] = {}
+    for method, template in http_rules(descriptor_set):
+        methods = routes.setdefault(template_pattern(template), [])
+        if method not in methods:
+            methods.append(method)
+    return routes
+
+
+def _json_name(name: str) -> str:
+    """protoc's default json_name: `num_lines` → `numLines`."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def rest_field_names(descriptor_set: Path) -> dict[str, str]:
+    """Proto field name → REST name, for the names that an explicit json_name renames in every message
+    of the API that has a field of that name (`num_lines` → `lines`). Ambiguous names are left out."""
+    seen: dict[str, set[str]] = {}
+
+    def walk(message):
+        for field in message.field:
+            renamed = field.json_name and field.json_name not in (field.name, _json_name(field.name))
+            seen.setdefault(field.name, set()).add(field.json_name if renamed else field.name)
+        for nested in message.nested_type:
+            walk(nested)
+
+    for f in _api_files(descriptor_set):
+        for message in f.message_type:
+            walk(message)
+    return {name: next(iter(rest)) for name, rest in sorted(seen.items())
+            if len(rest) == 1 and next(iter(rest)) != name}
+
+
+def _lua_string(text: str) -> str:
+    if re.search(r'[\x00-\x1f"\\]', text):
+        raise ValueError(f"{text!r}: unexpected character for a generated Lua string")
+    return f'"{text}"'
+
+
+def lua_rest_tables(descriptor_set: Path) -> tuple[str, str]:
+    """The `local REST_ROUTES = {...}` and `local REST_FIELD_NAMES = {...}` lines of the Lua script."""
+    routes = "\n".join(
+        f"  {{ {_lua_string(pattern)}, {{ {', '.join(f'[{_lua_string(m)}] = true' for m in methods)} }} }},"
+        for pattern, methods in rest_routes(descriptor_set).items())
+    names = "\n".join(f"  [{_lua_string(k)}] = {_lua_string(v)},"
+                      for k, v in rest_field_names(descriptor_set).items())
+    return (f"local REST_ROUTES = {{ -- generated by envoy/render.py from the google.api.http rules\n{routes}\n}}",
+            f"local REST_FIELD_NAMES = {{ -- generated by envoy/render.py from the json_name options\n{names}\n}}")
 
 
 def routed_services(cfg: Config) -> dict[str, Address]:
@@ -190,6 +298,11 @@ def render(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> Pat
     if not LUA_CLAIM_LINE.search(lua_source):
         raise RuntimeError(f"{LUA_SOURCE}: no 'local USERNAME_CLAIM = \"...\"' line to substitute")
     lua_source = LUA_CLAIM_LINE.sub(lambda _: f"local USERNAME_CLAIM = {json.dumps(claim)}", lua_source, 1)
+    routes_line, names_line = lua_rest_tables(descriptor_set)
+    for line, table in ((LUA_ROUTES_LINE, routes_line), (LUA_FIELD_NAMES_LINE, names_line)):
+        if not line.search(lua_source):
+            raise RuntimeError(f"{LUA_SOURCE}: no '{line.pattern}' line to substitute")
+        lua_source = line.sub(lambda _, table=table: table, lua_source, 1)
 
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +339,9 @@ static_resources:
           use_remote_address: true
           normalize_path: true
           merge_slashes: true
+          # Request line + headers. A longer URL is refused by the Lua filter with 414 first (16 KiB); what
+          # the codec refuses (431, before any filter sees the request) local_reply_config makes a 414.
+          max_request_headers_kb: {MAX_REQUEST_HEADERS_KB}
           # Every request gets an X-Request-ID (services log it; clients see it in every response).
           generate_request_id: true
           always_set_request_id_in_response: true
@@ -260,7 +376,10 @@ static_resources:
 
           http_filters:
           # (a) Lua, first on the request and therefore last on the response. Request: drops client-sent
-          #     identity headers before anything reads them, records method/path for the access log.
+          #     identity headers before anything reads them, records method/path for the access log,
+          #     spells the Bearer scheme `Bearer`; before authentication (as FirecREST v2): 414 for an
+          #     over-long URL, 405 + Allow for a wrong method on a REST route of the API, 204 + Allow
+          #     for OPTIONS (the routes: a table generated from the google.api.http rules).
           #     Response (REST only): F7T-* headers, x-http-code → :status, 204 without body,
           #     transcoder errors → FirecREST error object, F7T-AuthUsername on errors.
           - name: envoy.filters.http.lua
@@ -291,7 +410,10 @@ static_resources:
                       failed_refetch_duration: 2s
                     retry_policy:
                       num_retries: 3
-                  # The header only: no `?access_token=` in URLs (they end up in logs).
+                  # A token without `exp` would never expire: refused (401).
+                  require_expiration: true
+                  # The header only: no `?access_token=` in URLs (they end up in logs). The Lua filter
+                  # spells the scheme `Bearer ` whatever the client's case (value_prefix is case-sensitive).
                   from_headers:
                   - name: Authorization
                     value_prefix: "Bearer "
@@ -354,7 +476,7 @@ static_resources:
                   body: {{inline_string: Not Found}}
 
           # Envoy's own replies (JWT 401/403, transcoder 400/404/413, 503 no healthy upstream, 504 timeout,
-          # the 404 above) get the FirecREST error body. Native gRPC callers get a plain grpc-message.
+          # the 404 above, the Lua filter's 405/414) get the FirecREST error body. Native gRPC callers get a plain grpc-message.
           local_reply_config:
             mappers:
             - filter:  # native gRPC: the Lua filter marked the request
@@ -374,7 +496,24 @@ static_resources:
               body_format_override:
                 json_format:
 {_y(_error_body("validation", claim), 18)}
-            - filter:  # unknown path or method (transcoder, or the catch-all route): FirecREST's text
+            - filter:  # the codec refused a request line + headers over max_request_headers_kb: in an API
+                       # that is an over-long URL (the Lua filter answers 414 for shorter ones)
+                status_code_filter:
+                  comparison:
+                    op: EQ
+                    value: {{default_value: 431, runtime_key: firecrest.local_reply.headers_too_large_status}}
+              status_code: 414
+              body_format_override:
+                json_format:
+{_y(_error_body("error", claim, f"URI Too Long: the URL and headers exceed {MAX_REQUEST_HEADERS_KB} KiB"), 18)}
+            - filter:  # OPTIONS answered by the Lua filter: no body
+                status_code_filter:
+                  comparison:
+                    op: EQ
+                    value: {{default_value: 204, runtime_key: firecrest.local_reply.no_content_status}}
+              body_format_override:
+                text_format_source: {{inline_string: ""}}
+            - filter:  # unknown path (transcoder, or the catch-all route): FirecREST's text
                 status_code_filter:
                   comparison:
                     op: EQ
