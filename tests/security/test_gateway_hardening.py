@@ -1,0 +1,278 @@
+"""Gateway hardening (issue 7, part 3), on the wire: real Envoy, real tokens.
+
+- a token without `exp` never expires: refused (401);
+- the `Bearer` scheme is case-insensitive (RFC 7235); other schemes and `?access_token=` stay refused;
+- an over-long URL answers 414 with the FirecREST error object, whether the Lua filter (URL over
+  16 KiB) or Envoy's codec (request line + headers over 96 KiB) refuses it;
+- a wrong method on a REST route of the API answers 405 with `Allow` (OPTIONS answers 204 with
+  `Allow`; HEAD is not served: 405). Decided before authentication, as FirecREST v2 (FastAPI) does;
+- error messages never name proto types, proto field names or TYPE_* enums.
+
+The routes and methods are read from the descriptor set (the same google.api.http rules the gateway's
+table is generated from), plus a few expectations written out by hand.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import re
+import sys
+
+import grpc
+import pytest
+from jose import jwt
+
+from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
+from services.common.config import REPO_ROOT
+from services.idp.signing_key import key_path
+
+ERROR_KEYS = {"errorType", "message", "causedBy", "data", "user"}
+# What no error message may contain: proto types, the protobuf runtime's type names, proto field names.
+LEAKS = re.compile(r"firecrest_mesh\.|type\.googleapis\.com|TYPE_[A-Z]|in the type|\bnum_lines\b|\bnum_bytes\b"
+                   r"|Proto field|oneof")
+
+
+def _render_module():
+    spec = importlib.util.spec_from_file_location("firecrest_envoy_render", REPO_ROOT / "envoy" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _render_module()
+
+
+def firecrest_error(response, status: int, user=None) -> dict:
+    assert response.status_code == status, (response.status_code, response.headers, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == ERROR_KEYS, body
+    assert body["errorType"] in ("error", "validation")
+    assert body["causedBy"] is None and body["data"] is None
+    assert body["user"] == user
+    assert response.headers["F7T-AppVersion"] == "2.x.x"
+    return body
+
+
+@pytest.fixture(scope="module")
+def sign(config, token):
+    """sign(drop=(), **claims) -> alice's token re-signed with the identity provider's own key."""
+    alice = token("alice")
+    claims = jwt.get_unverified_claims(alice)
+    kid = jwt.get_unverified_header(alice)["kid"]
+    private_key = key_path(config).read_bytes()
+
+    def make(drop: tuple[str, ...] = (), **overrides) -> str:
+        payload = {k: v for k, v in {**claims, **overrides}.items() if k not in drop}
+        return jwt.encode(payload, private_key, algorithm="RS256", headers={"kid": kid})
+    return make
+
+
+# --- tokens -------------------------------------------------------------------------------------------
+
+def test_token_without_exp_is_401(anonymous, sign):
+    # The same claims with `exp` are accepted: the signature is right, only the missing `exp` matters.
+    assert anonymous.get("/status/systems", headers={"Authorization": f"Bearer {sign()}"}).status_code == 200
+    no_exp = sign(drop=("exp",))
+    assert "exp" not in jwt.get_unverified_claims(no_exp)
+    # Envoy gives no reason of its own for this one: its generic verification failure.
+    body = firecrest_error(anonymous.get("/status/systems", headers={"Authorization": f"Bearer {no_exp}"}), 401)
+    assert body["message"] == "Jwt verification fails", body
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer  "])
+def test_bearer_scheme_is_case_insensitive(anonymous, token, scheme):
+    response = anonymous.get("/status/local/userinfo", headers={"Authorization": f"{scheme} {token('bob')}"})
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["name"] == "bob"
+
+
+def test_native_grpc_accepts_lowercase_bearer(grpc_channel, token):
+    stub = status_pb2_grpc.StatusServiceStub(grpc_channel)
+    reply = stub.ListSystems(status_pb2.ListSystemsRequest(), metadata=(("authorization", f"bearer {token()}"),),
+                             timeout=30)
+    assert [s.name for s in reply.systems] == ["local"]
+
+
+@pytest.mark.parametrize("authorization", ["Bearer{token}", "Bearerx {token}", "Basic {token}", "{token}",
+                                           "bear {token}"])
+def test_other_schemes_are_401(anonymous, token, authorization):
+    response = anonymous.get("/status/systems", headers={"Authorization": authorization.format(token=token())})
+    firecrest_error(response, 401)
+
+
+def test_token_in_query_string_is_still_refused(anonymous, token):
+    for name in ("access_token", "ACCESS_TOKEN"):
+        firecrest_error(anonymous.get("/status/systems", params={name: token()}), 401)
+
+
+# --- over-long URLs -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [16_500, 40_000, 65_000])  # Lua's limit; just below and above the codec's
+def test_over_long_url_is_414(api, length):
+    url = "/status/systems?x=" + "a" * (length - len("/status/systems?x="))
+    body = firecrest_error(api().get(url), 414)
+    assert body["message"].startswith("URI Too Long"), body
+
+
+def test_url_beyond_the_codec_limit_is_414(config, token):
+    # 100 KB: more than Envoy's codec takes (request line + headers over 96 KiB: its 431, which
+    # local_reply_config turns into 414) and more than httpx sends, hence http.client.
+    connection = http.client.HTTPConnection(config.gateway.listen.host, config.gateway.listen.port, timeout=30)
+    try:
+        connection.request("GET", "/status/systems?x=" + "a" * 100_000, headers={"Authorization": f"Bearer {token()}"})
+        response = connection.getresponse()
+        status, headers, raw = response.status, response.headers, response.read()
+    finally:
+        connection.close()
+    assert status == 414, (status, raw[:300])
+    assert headers["content-type"].startswith("application/json")
+    body = json.loads(raw)
+    assert set(body) == ERROR_KEYS and body["user"] is None, body
+    assert body["message"].startswith("URI Too Long"), body
+
+
+def test_over_long_path_is_414(api):
+    body = firecrest_error(api().get("/filesystem/local/ops/ls/" + "p" * 20_000), 414)
+    assert body["message"].startswith("URI Too Long"), body
+
+
+def test_long_url_below_the_limit_is_served(api):
+    url = "/status/systems?x=" + "a" * 16_000
+    assert len(url) <= 16_384
+    # Not refused for its length: the transcoder sees it (and refuses the unknown parameter).
+    body = firecrest_error(api().get(url), 400, user="alice")
+    assert body["message"] == "Unknown query parameter 'x'"
+
+
+# --- methods ------------------------------------------------------------------------------------------
+
+def _example_path(template: str) -> str:
+    """A concrete path for a google.api.http template: each variable becomes a plausible segment."""
+    return re.sub(r"\{([^}=]*)(=[^}]*)?\}", lambda m: "123" if m.group(1).endswith("_id") else "local", template)
+
+
+def _routes() -> dict[str, set[str]]:
+    """Example path -> the methods the API's rules allow on it."""
+    routes: dict[str, set[str]] = {}
+    for method, template in render.http_rules(render.DESCRIPTOR_SET):
+        routes.setdefault(_example_path(template), set()).add(method)
+    return routes
+
+
+ROUTES = _routes()
+
+
+def test_the_descriptor_has_the_expected_routes():
+    # Guards the derivation below: a broken descriptor reading would make every route test vacuous.
+    assert ROUTES["/compute/local/jobs"] == {"GET", "POST"}
+    assert ROUTES["/compute/local/jobs/123"] == {"GET", "DELETE"}
+    assert ROUTES["/filesystem/local/ops/rm"] == {"DELETE"}
+    assert len(ROUTES) >= 25
+
+
+@pytest.mark.parametrize("path", sorted(ROUTES))
+def test_every_route_answers_405_to_a_wrong_method(anonymous, path):
+    allowed = ROUTES[path]
+    wrong = next(m for m in ("PATCH", "PUT", "DELETE", "POST", "GET") if m not in allowed)
+    response = anonymous.request(wrong, path)
+    body = firecrest_error(response, 405)
+    assert body["message"] == "Method Not Allowed"
+    assert response.headers["Allow"] == ", ".join(sorted(allowed | {"OPTIONS"}))
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("DELETE", "/status/systems", "GET, OPTIONS"),
+    ("POST", "/status/liveness/", "GET, OPTIONS"),
+    ("PUT", "/compute/local/jobs/4242/", "DELETE, GET, OPTIONS"),
+    ("PATCH", "/compute/local/jobs", "GET, OPTIONS, POST"),
+    ("GET", "/compute/local/jobs/4242/attach", "OPTIONS, PUT"),
+    ("GET", "/filesystem/local/ops/rm", "DELETE, OPTIONS"),
+    ("PUT", "/filesystem/local/ops/upload?path=/home/alice/x", "OPTIONS, POST"),
+])
+def test_wrong_method_is_405_with_allow(api, anonymous, method, path, allow):
+    # Before authentication (as FirecREST v2): the same answer with and without a token.
+    for client in (anonymous, api("alice")):
+        response = client.request(method, path)
+        body = firecrest_error(response, 405)
+        assert body["message"] == "Method Not Allowed"
+        assert response.headers["Allow"] == allow
+
+
+def test_head_is_405(api, anonymous):
+    for client in (anonymous, api()):
+        response = client.head("/status/systems")
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "GET, OPTIONS"
+        assert response.content == b""
+
+
+def test_options_lists_the_methods(anonymous, api):
+    for client in (anonymous, api()):
+        response = client.options("/compute/local/jobs")
+        assert response.status_code == 204, response.text
+        assert response.headers["Allow"] == "GET, OPTIONS, POST"
+        assert response.content == b""
+        assert response.headers.get("content-length") in (None, "0")
+        assert response.headers["F7T-AppVersion"] == "2.x.x"
+
+
+def test_right_method_still_reaches_the_service(api):
+    response = api().get("/compute/local/jobs/")
+    assert response.status_code == 200, response.text
+    assert "jobs" in response.json()
+
+
+def test_unknown_paths_stay_behind_authentication(anonymous, api):
+    for method in ("GET", "DELETE", "OPTIONS"):
+        firecrest_error(anonymous.request(method, "/compute/local/nothing/here"), 401)
+        firecrest_error(api().request(method, "/compute/local/nothing/here"), 404, user="alice")
+
+
+# --- error messages -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, url, body, message", [
+    ("GET", "/status/systems?foo=1", None, "Unknown query parameter 'foo'"),
+    ("GET", "/status/local/partitions?show_hidden=maybe", None,
+     "Invalid value \"maybe\" for 'show_hidden': expected true or false"),
+    ("GET", "/filesystem/local/ops/head?path=/home/alice/x&lines=abc", None,
+     "Invalid value \"abc\" for 'lines': expected a 64-bit integer"),
+    ("GET", "/filesystem/local/ops/head?path=/home/alice/x&lines=99999999999999999999", None,
+     "Invalid value \"99999999999999999999\" for 'lines': expected a 64-bit integer"),
+    ("GET", "/filesystem/local/ops/tail?path=/home/alice/x&bytes=1.5", None,
+     "Invalid value \"1.5\" for 'bytes': expected a 64-bit integer"),
+    ("GET", "/filesystem/local/ops/head?path=/home/alice/x&lines=1&lines=2", None, "'lines' is given more than once"),
+    ("GET", "/filesystem/local/ops/head?path=/home/alice/x&lines.x=1", None,
+     "Unknown query parameter: 'lines' has no sub-fields"),
+    ("POST", "/compute/local/jobs", b'{"job": 5}', "Invalid value 5 for 'job': expected an object"),
+    ("POST", "/compute/local/jobs", b'{"job": {"name": 5}}', "Invalid value 5 for 'job.name': expected a string"),
+    ("POST", "/compute/local/jobs", b'{"job": {"name": ["a"]}}',
+     "Invalid value for 'job': expected a single value, not a list"),
+    ("POST", "/compute/local/jobs", b"[]", "The request body must be a JSON object"),
+    ("POST", "/filesystem/local/ops/mkdir", b'{"path": {"a": 1}}',
+     "Invalid value for 'path': expected a single value, not an object"),
+    ("POST", "/filesystem/local/ops/mkdir", b'{"path": "/home/alice/x", "parent": 3}',
+     "Invalid value 3 for 'parent': expected true or false"),
+])
+def test_validation_messages_name_no_proto_types(api, method, url, body, message):
+    response = api().request(method, url, content=body,
+                             headers={"Content-Type": "application/json"} if body is not None else {})
+    got = firecrest_error(response, 400, user="alice")
+    assert got["errorType"] == "validation"
+    assert got["message"] == message
+    assert not LEAKS.search(got["message"]), got["message"]
+
+
+def test_unknown_query_parameter_is_named_as_sent(api):
+    # The name as it is in the URL (percent-encoded); quotes and backslashes survive the rewording.
+    got = firecrest_error(api().get("/status/systems", params={'we"ird\\name': "1"}), 400, user="alice")
+    assert got["message"] == "Unknown query parameter 'we%22ird%5Cname'"
+
+
+def test_service_messages_pass_unchanged(api):
+    # A service's own message (not the transcoder's) is left as the service wrote it.
+    got = firecrest_error(api().get("/filesystem/local/ops/head?path=/home/alice/x&lines=-1"), 400, user="alice")
+    assert got["message"] == "`lines` must not be negative."
