@@ -229,6 +229,21 @@ def _mesh_tls_socket(cfg: Config, service: str) -> dict:
                 "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": service}}]}}}}
 
 
+def _client_tls(cfg: Config) -> str:
+    """The listener's TLS for clients when `gateway.tls` names a certificate (HTTP/1.1 and h2 by ALPN),
+    as YAML lines that open the filter chain; a comment when clients speak plaintext."""
+    gw = cfg.gateway
+    if gw.tls_certificate is None:
+        return "      # Clients: plaintext (gateway.tls names no certificate)."
+    socket = {"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2", "http/1.1"],
+            "tls_certificates": [{"certificate_chain": {"filename": str(gw.tls_certificate)},
+                                  "private_key": {"filename": str(gw.tls_private_key)}}]}}}}
+    return "      # Clients: TLS with gateway.tls's certificate.\n" + _y(socket, 6)
+
+
 def _service_cluster(name: str, addr: Address, cfg: Config) -> dict:
     cluster = {"name": name, "connect_timeout": "1s"}
     cluster.update(_cluster_address(name, addr.host, addr.port))
@@ -329,7 +344,9 @@ static_resources:
   - name: gateway
     address: {json.dumps(_socket(gw.listen.host, gw.listen.port))}
     filter_chains:
-    - filters:
+    - name: clients
+{_client_tls(cfg)}
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
