@@ -11,6 +11,13 @@ command costs ~48 ms instead of ~3 ms: Nagle + delayed ACK).
 
 In `command` certificate mode there is no pooling: every command gets its own certificate whose
 force-command is that command, on its own connection, closed afterwards.
+
+Cancellation (the gRPC client went away): the caller gets its CancelledError at once, but what its
+worker thread holds is given back only when the thread is done with it. A running command is
+stopped (TERM, then KILL, to its process group, then its channel closed: sshd keeps a session, and
+one of the connection's MaxSessions, for as long as the process lives, even after the channel was
+closed) and its channel slot is released once the channel is closed; a login in progress keeps
+counting against the connection limit until it ends, and the connection it made is then closed.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import asyncio
 import logging
 import select
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
 
 from services.common.config import Config, SystemConfig
 from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed, Unauthenticated
@@ -36,6 +46,9 @@ READ_CHUNK = 256 * 1024
 WINDOW_SIZE = 8 * 1024 * 1024
 CLOSE_GRACE_SECONDS = 0.5  # how long to wait for the server's CLOSE after exit-status and EOF
 CHANNEL_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # large windows: multi-MiB outputs (downloads) in few round trips
+STOP_SIGNALS = ("TERM", "KILL")  # sent in turn to a cancelled command's process group
+STOP_GRACE_SECONDS = 1.0  # how long a cancelled command has to end after each signal
+ABANDONED_WORK_WAIT_SECONDS = 15.0  # close(): how long to wait for cancelled work still on a thread
 
 
 class ChannelRefused(SshConnectionFailed):
@@ -109,13 +122,89 @@ def send_eof(channel: paramiko.Channel) -> None:
             channel.transport._send_user_message(message)
 
 
+class CommandStopped(Exception):
+    """The command was stopped because its caller went away (never reaches a client)."""
+
+
+def send_signal(channel: paramiko.Channel, name: str) -> bool:
+    """Asks sshd to send signal `name` (RFC 4254 6.9: "TERM", "KILL", ...) to the command's process
+    group (sshd refuses it for forced-command sessions). Like send_eof, never after our CLOSE: sshd
+    drops the whole connection for a request on a freed channel. False when the channel is closed."""
+    message = paramiko.Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    with channel.lock:
+        if channel.closed:
+            return False
+        message.add_int(channel.remote_chanid)
+        message.add_string("signal")
+        message.add_boolean(False)
+        message.add_string(name)
+        channel.transport._send_user_message(message)
+        return True
+
+
+def _closed_within(channel: paramiko.Channel, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while not channel.closed and time.monotonic() < end:
+        time.sleep(0.005)
+    return channel.closed
+
+
+def terminate(channel: paramiko.Channel, signals=STOP_SIGNALS, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Ends the command on `channel` (blocking): each signal in turn until the server closes the
+    channel (the process exited, its session is gone), then closes the channel ourselves."""
+    try:
+        for name in signals:
+            if not send_signal(channel, name) or _closed_within(channel, grace):
+                break
+    except (paramiko.SSHException, EOFError, OSError):
+        pass  # the connection is gone, and the session with it
+    finally:
+        channel.close()
+
+
+class Stop:
+    """Lets the event loop stop a command that a worker thread runs (thread-safe).
+
+    The worker attaches its channel once the command was sent; `request()` then returns it to be
+    terminated. A stop requested before that is seen by the worker, which then either never starts
+    the command or terminates it itself: exactly one side terminates.
+    """
+
+    def __init__(self, signals=STOP_SIGNALS):
+        self.signals = signals
+        self._lock = threading.Lock()
+        self._requested = False
+        self._channel: paramiko.Channel | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def attach(self, channel: paramiko.Channel) -> bool:
+        """The worker's command runs on `channel`. False when a stop was requested before."""
+        with self._lock:
+            self._channel = channel
+            return not self._requested
+
+    def request(self) -> paramiko.Channel | None:
+        """Marks the stop; returns the channel to terminate when the command already runs."""
+        with self._lock:
+            first = not self._requested
+            self._requested = True
+            return self._channel if first else None
+
+
 def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
-            timeout: float, max_output: int | None) -> CommandResult:
+            timeout: float, max_output: int | None, stop: Stop | None = None) -> CommandResult:
     """Runs `command` on an open transport and collects its output (blocking).
 
     Raises RequestTimeout after `timeout` seconds, PayloadTooLarge when stdout or stderr reach
-    `max_output` bytes, SshConnectionFailed when no channel can be opened.
+    `max_output` bytes, SshConnectionFailed when no channel can be opened, CommandStopped when
+    `stop` was requested (the command then never started, or its channel is closed).
     """
+    if stop is not None and stop.requested:
+        raise CommandStopped()
     try:
         channel = transport.open_session(timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -128,7 +217,12 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
     close_by = float("inf")
     stdout, stderr = bytearray(), bytearray()
     try:
+        if stop is not None and stop.requested:
+            raise CommandStopped()
         channel.exec_command(command)
+        if stop is not None and not stop.attach(channel):
+            terminate(channel, stop.signals)
+            raise CommandStopped()
         if stdin:
             channel.settimeout(timeout)
             channel.sendall(stdin)
@@ -146,6 +240,8 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
                     and not channel.recv_stderr_ready()
                     and (channel.closed or (channel.eof_received and time.monotonic() > close_by))):
                 break
+            if stop is not None and stop.requested and channel.closed:
+                raise CommandStopped()  # by the server after our signal, or by terminate()
             if channel.exit_status_ready() and channel.eof_received and close_by == float("inf"):
                 close_by = time.monotonic() + CLOSE_GRACE_SECONDS
             remaining = deadline - time.monotonic()
@@ -156,9 +252,22 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
     except socket.timeout:
         raise RequestTimeout("Command execution timeout limit exceeded.") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        if stop is not None and stop.requested:
+            raise CommandStopped() from None  # e.g. sendall() on the channel terminate() closed
         raise SshConnectionFailed(f"SSH connection lost: {exc}") from None
     finally:
         channel.close()
+
+
+def execute_on_own_connection(system: SystemConfig, username: str, cert: UserCertificate, command: str,
+                              stdin: bytes | None, timeout: float, max_output: int | None,
+                              stop: Stop) -> CommandResult:
+    """Logs in with `cert`, runs `command`, logs out (blocking; `command` certificate mode)."""
+    transport = open_transport(system, username, cert)
+    try:
+        return execute(transport, command, stdin, timeout, max_output, stop)
+    finally:
+        transport.close()
 
 
 @dataclass(eq=False)
@@ -193,6 +302,11 @@ class SshPool:
         self._slots: dict[tuple[str, str], _UserSlot] = {}
         self._command_mode_limits: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._janitor: asyncio.Task | None = None
+        # Stopping a cancelled command waits for its process to end: never on the event loop, never
+        # queued behind the commands that fill the main thread pool.
+        self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ssh-stop")
+        self._abandoned: set[asyncio.Future] = set()  # threads still working for cancelled callers
+        self._background: set[asyncio.Task] = set()
 
     @classmethod
     def for_service(cls, config: Config, service: str) -> "SshPool":
@@ -200,8 +314,43 @@ class SshPool:
         (mutual TLS as `service`; closed with the pool)."""
         return cls(CertificateCache.for_service(config, service), owns_certificates=True)
 
-    async def _in_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def _in_thread(self, fn, *args, stop=None, abandoned=None):
+        """fn(*args) on the thread pool.
+
+        When the awaiting task is cancelled, CancelledError propagates at once while the thread goes
+        on: `stop()` asks it to finish early, and `abandoned(future)` runs on the event loop once it
+        is done (at once if it already is): it gives back what the thread held or returned, since
+        the caller never sees the outcome.
+        """
+        work = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if not work.done():
+                if stop is not None:
+                    stop()
+                self._abandoned.add(work)
+            work.add_done_callback(partial(self._abandoned_done, abandoned))
+            raise
+
+    def _abandoned_done(self, abandoned, work: asyncio.Future) -> None:
+        self._abandoned.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved: the caller is gone
+        if abandoned is not None:
+            try:
+                abandoned(work)
+            except Exception:
+                log.exception("cleanup after a cancelled SSH operation failed")
+
+    def _stop_soon(self, stop: Stop) -> None:
+        """Stops a command whose caller went away (returns at once; see terminate())."""
+        channel = stop.request()
+        if channel is not None:
+            try:
+                self._stopper.submit(terminate, channel, stop.signals)
+            except RuntimeError:  # the pool is closing
+                channel.close()
 
     async def run(self, caller: Caller, system: SystemConfig, command: str, *, stdin: bytes | None = None,
                   timeout: float | None = None, max_output: int | None = None) -> CommandResult:
@@ -214,9 +363,16 @@ class SshPool:
             return await self._run_with_command_certificate(caller, system, command, stdin, timeout, max_output)
         self._ensure_janitor()
         for delay in (*CHANNEL_RETRY_DELAYS, None):
-            connection = await self._acquire(caller, system)
+            slot, connection = await self._acquire(caller, system)
+            stop = Stop()
+            handed_over = False
             try:
-                return await self._in_thread(execute, connection.transport, command, stdin, timeout, max_output)
+                return await self._in_thread(execute, connection.transport, command, stdin, timeout, max_output,
+                                             stop, stop=partial(self._stop_soon, stop),
+                                             abandoned=partial(self._release, slot, connection))
+            except asyncio.CancelledError:
+                handed_over = True  # released once the worker closed the channel
+                raise
             except ChannelRefused:
                 if delay is None:
                     raise
@@ -224,10 +380,11 @@ class SshPool:
                 connection.transport.close()  # broken: let the next caller open a fresh one
                 raise
             finally:
-                await self._release(caller, system, connection)
+                if not handed_over:
+                    self._release(slot, connection)
             await asyncio.sleep(delay)  # the command never started: trying again is safe
 
-    async def _acquire(self, caller: Caller, system: SystemConfig) -> _Connection:
+    async def _acquire(self, caller: Caller, system: SystemConfig) -> tuple[_UserSlot, _Connection]:
         key = (caller.username, system.name)
         slot = self._slots.setdefault(key, _UserSlot())
         limit = system.ssh.max_connections_per_user
@@ -241,7 +398,7 @@ class SshPool:
                     if free:
                         connection = min(free, key=lambda c: c.in_use)  # spread channels evenly
                         connection.in_use += 1
-                        return connection
+                        return slot, connection
                     # Open another connection only when the ones being opened cannot serve every
                     # waiter: a burst of 3 requests for a new user makes one login, not three.
                     if (len(slot.connections) + slot.connecting < limit
@@ -251,41 +408,77 @@ class SshPool:
                     await slot.changed.wait()
             finally:
                 slot.waiting -= 1
+        # Bookkeeping below is synchronous, so a cancellation cannot land between its steps.
         try:
             cert = await self._certificates.session_certificate(caller)
-            transport = await self._in_thread(open_transport, system, caller.username, cert)
         except BaseException:
-            async with slot.changed:
-                slot.connecting -= 1
-                slot.changed.notify_all()
+            self._login_ended(slot)
+            raise
+        try:
+            transport = await self._in_thread(open_transport, system, caller.username, cert,
+                                              abandoned=partial(self._login_abandoned, slot))
+        except asyncio.CancelledError:
+            raise  # the login counts in slot.connecting until its thread is done
+        except BaseException:
+            self._login_ended(slot)
             raise
         connection = _Connection(transport, in_use=1, capacity=system.ssh.sessions_per_connection,
                                  idle_timeout=system.ssh.timeouts.idle)
-        async with slot.changed:
-            slot.connecting -= 1
-            slot.connections.append(connection)
-            slot.changed.notify_all()
+        slot.connections.append(connection)
+        self._login_ended(slot)
         log.info("opened SSH connection", extra={"fields": {
             "system": system.name, "connections": len(slot.connections)}})
-        return connection
+        return slot, connection
 
-    async def _release(self, caller: Caller, system: SystemConfig, connection: _Connection) -> None:
-        slot = self._slots[(caller.username, system.name)]
+    def _login_ended(self, slot: _UserSlot, _work=None) -> None:
+        slot.connecting -= 1
+        self._notify(slot)
+
+    def _login_abandoned(self, slot: _UserSlot, work: asyncio.Future) -> None:
+        """The login of a caller that went away is done: close the connection it made."""
+        if not work.cancelled() and work.exception() is None:
+            work.result().close()
+        self._login_ended(slot)
+
+    def _release(self, slot: _UserSlot, connection: _Connection, _work=None) -> None:
+        connection.in_use -= 1
+        connection.last_used = time.monotonic()
+        self._notify(slot)
+
+    def _notify(self, slot: _UserSlot) -> None:
+        """Wakes the callers waiting on `slot` (from synchronous code, so a task takes the lock)."""
+        if slot.waiting:
+            task = asyncio.get_running_loop().create_task(self._notify_now(slot))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _notify_now(slot: _UserSlot) -> None:
         async with slot.changed:
-            connection.in_use -= 1
-            connection.last_used = time.monotonic()
             slot.changed.notify_all()
 
     async def _run_with_command_certificate(self, caller, system, command, stdin, timeout, max_output):
         key = (caller.username, system.name)
         limit = self._command_mode_limits.setdefault(key, asyncio.Semaphore(system.ssh.max_connections_per_user))
-        async with limit:
+        await limit.acquire()
+        try:
             cert = await self._certificates.command_certificate(caller, command)
-            transport = await self._in_thread(open_transport, system, caller.username, cert)
-            try:
-                return await self._in_thread(execute, transport, command, stdin, timeout, max_output)
-            finally:
-                transport.close()
+        except BaseException:
+            limit.release()
+            raise
+        # sshd refuses signals to forced-command sessions: closing the connection is all we can do.
+        stop = Stop(signals=())
+        try:
+            result = await self._in_thread(execute_on_own_connection, system, caller.username, cert, command,
+                                           stdin, timeout, max_output, stop, stop=partial(self._stop_soon, stop),
+                                           abandoned=lambda _work: limit.release())
+        except asyncio.CancelledError:
+            raise  # the connection counts against the limit until its thread closed it
+        except BaseException:
+            limit.release()
+            raise
+        limit.release()
+        return result
 
     def _ensure_janitor(self) -> None:
         if self._janitor is None or self._janitor.done():
@@ -324,6 +517,10 @@ class SshPool:
             for c in slot.connections:
                 c.transport.close()
         self._slots.clear()
+        if self._abandoned:  # let threads working for cancelled callers close what they hold
+            await asyncio.wait(set(self._abandoned), timeout=ABANDONED_WORK_WAIT_SECONDS)
+            await asyncio.sleep(0)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stopper.shutdown(wait=False)
         if self._owns_certificates:
             await self._certificates.close()
