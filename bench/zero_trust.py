@@ -485,7 +485,8 @@ def report(args, baseline, current, fingerprints, phases, samples, token_count,
                                f"{'yes' if ok else 'NO'} | {drift:.2f} |")
     same_code = all(f == fingerprints["baseline"] for f in fingerprints["current"])
     gateway_configs = {p["variant"]: p["envoy_yaml"] for p in phases}
-    phase_loads = [f"{p['variant']} #{p['round']} {p['load_average']:.1f}" for p in phases]
+    phase_loads = [f"{p['variant']} #{p['round']} {p['load_average']:.1f}"
+                   + (" with others' tests" if p["others_testing"] else "") for p in phases]
     cpu = [r["client_cpu_s"] / r["seconds"] for p in phases for r in p["rows"] if r["concurrency"] == 32]
     notes = "\n".join([
         f"*baseline*: {baseline.description}, before zero trust. *current*: {current.description}"
