@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import measure, save  # noqa: E402
 from services.common.config import load_config  # noqa: E402
-from services.idp.client import fetch_token  # noqa: E402
+from services.common.oidc_client import fetch_token  # noqa: E402
 
 HISTORY = 100  # jobs the list scenario needs in the history
 SCRIPT = "#!/bin/bash\ntrue\n"

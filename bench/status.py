@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import measure, save  # noqa: E402
 
 from services.common.config import load_config  # noqa: E402
-from services.idp.client import fetch_token  # noqa: E402
+from services.common.oidc_client import fetch_token  # noqa: E402
 
 
 def main() -> None:

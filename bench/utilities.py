@@ -36,7 +36,7 @@ from services.common.config import load_config  # noqa: E402
 from services.common.token_verifier import TokenVerifier  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
 from services.common.ssh.pool import execute, open_transport  # noqa: E402
-from services.idp.client import fetch_token  # noqa: E402
+from services.common.oidc_client import fetch_token  # noqa: E402
 from services.utilities import remote  # noqa: E402
 from services.utilities.commands import checksum, listing, stat, transfer  # noqa: E402
 

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import RESULTS, Row, percentile, table  # noqa: E402
 from services.common.config import load_config  # noqa: E402
-from services.idp.client import fetch_token  # noqa: E402
+from services.common.oidc_client import fetch_token  # noqa: E402
 
 USER, CLIENT, SECRET = "alice", "firecrest-alice", "alice-secret"
 FOLDER = f"/scratch/{USER}/bench-zero-trust"

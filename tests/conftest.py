@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from services.common.config import load_config
-from services.idp.client import fetch_token
+from services.common.oidc_client import fetch_token
 
 DEV_SECRETS = {"alice": "alice-secret", "bob": "bob-secret"}
 

@@ -178,7 +178,7 @@ def test_unknown_grant_is_400(provider):
 
 
 def test_generated_secret(provider):
-    from services.idp.client import fetch_token
+    from services.common.oidc_client import fetch_token
     from services.idp.secrets import client_secret
 
     cfg = provider.cfg
@@ -196,9 +196,9 @@ def test_generated_secret(provider):
 
 
 def test_fetch_token_rejects_bad_secret(provider):
-    from services.idp.client import TokenError, fetch_token
+    from services.common.oidc_client import TokenRequestError, fetch_token
 
-    with pytest.raises(TokenError, match="401"):
+    with pytest.raises(TokenRequestError, match="401"):
         fetch_token(provider.cfg.identity.token_url, "firecrest-alice", "wrong")
 
 

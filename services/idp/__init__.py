@@ -6,6 +6,6 @@ under `identity.embedded_provider` in the configuration. Run it with `python -m 
 
 Modules: `state_files` (private files in the state folder), `signing_key` (the RSA key),
 `secrets` (client secrets), `clients` (the OAuth2 client registry), `tokens` (the JWT generator),
-`discovery` (the OIDC discovery document), `app` (the Flask application), `serve` (the HTTP server),
-`client` (a tiny token-fetching helper for other components).
+`discovery` (the OIDC discovery document), `app` (the Flask application), `serve` (the HTTP server).
+Other components get tokens with `services.common.oidc_client`, as from any OIDC provider.
 """

@@ -20,7 +20,7 @@ from services.common.identity import Caller
 from services.common.ssh.command import shell_join, with_timeout
 from services.common.ssh.pool import SshPool
 from services.common.token_verifier import TokenVerifier
-from services.idp.client import fetch_token
+from services.common.oidc_client import fetch_token
 from services.idp.secrets import client_secret, find_client
 
 log = logging.getLogger(__name__)
