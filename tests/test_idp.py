@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import os
@@ -48,8 +49,16 @@ class Provider:
 
     @property
     def cfg(self):
-        """The provider's configuration, as its other components would load it."""
-        return dataclasses.replace(load_config(self.config_path), state_dir=self.state)
+        """The provider's configuration, as its other components would load it (same state folder)."""
+        saved = os.environ.get("FIRECREST_MESH_STATE")
+        os.environ["FIRECREST_MESH_STATE"] = str(self.state)
+        try:
+            return load_config(self.config_path)
+        finally:
+            if saved is None:
+                del os.environ["FIRECREST_MESH_STATE"]
+            else:
+                os.environ["FIRECREST_MESH_STATE"] = saved
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
@@ -178,28 +187,78 @@ def test_unknown_grant_is_400(provider):
 
 
 def test_generated_secret(provider):
+    """The health client's secret is generated into the default `health.client_secret_file`."""
     from services.common.oidc_client import fetch_token
-    from services.idp.secrets import client_secret
 
     cfg = provider.cfg
     path = provider.state / "idp" / "clients" / "firecrest-health.secret"
+    assert cfg.health.client_secret_file == path  # the default: where the provider generates it
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE((provider.state / "idp").stat().st_mode) == 0o700
     assert stat.S_IMODE((provider.state / "idp" / "signing_key.pem").stat().st_mode) == 0o600
-    secret = client_secret(cfg, "firecrest-health")
-    assert len(secret) >= 32 and secret == path.read_text().strip()
-    assert client_secret(cfg, "firecrest-alice") == "alice-secret"  # configured secrets are not written
-    assert not (path.parent / "firecrest-alice.secret").exists()
+    secret = path.read_text().strip()
+    assert len(secret) >= 32
+    assert not (path.parent / "firecrest-alice.secret").exists()  # configured secrets are not written
     token = fetch_token(cfg.identity.token_url, "firecrest-health", secret)
     assert _claims(provider, token)["preferred_username"] == "firecrest"
 
 
-def test_fetch_token_rejects_bad_secret(provider):
+def test_health_service_account(provider):
+    """The health checker's side of the contract: it reads `health.client_secret_file`, gets a
+    token from the provider and acts as the user the verified token names."""
+    from services.common.token_verifier import TokenVerifier
+    from services.status.health import service_account
+
+    cfg = provider.cfg
+    caller = asyncio.run(service_account(cfg, TokenVerifier(cfg.identity)))
+    assert caller.username == "firecrest"
+
+
+def test_health_service_account_errors(provider, tmp_path):
+    from services.common.token_verifier import TokenVerifier
+    from services.status.health import ServiceAccountError, service_account
+
+    cfg = provider.cfg
+    verifier = TokenVerifier(cfg.identity)
+    missing = dataclasses.replace(cfg, health=dataclasses.replace(
+        cfg.health, client_secret_file=tmp_path / "missing.secret"))
+    with pytest.raises(ServiceAccountError, match="missing.secret.*health.client_secret_file"):
+        asyncio.run(service_account(missing, verifier))
+    other_user = dataclasses.replace(cfg, health=dataclasses.replace(cfg.health, service_account_username="root"))
+    with pytest.raises(ServiceAccountError, match="names 'firecrest', not 'root'"):
+        asyncio.run(service_account(other_user, verifier))
+
+
+def test_oidc_client_against_the_provider(provider):
+    """services.common.oidc_client: a good secret gets a token that TokenVerifier accepts; a bad
+    secret or an unknown client is a TokenRequestError naming the HTTP status, not the secret."""
+    from services.common.oidc_client import TokenRequestError, fetch_token
+    from services.common.token_verifier import TokenVerifier
+
+    token_url = provider.cfg.identity.token_url
+    token = fetch_token(token_url, "firecrest-alice", "alice-secret")
+    assert TokenVerifier(provider.cfg.identity).verify(token).username == "alice"
+    for client_id, secret in (("firecrest-alice", "wrong"), ("nobody", "alice-secret")):
+        with pytest.raises(TokenRequestError, match="401 invalid_client") as err:
+            fetch_token(token_url, client_id, secret)
+        assert secret not in str(err.value)
+
+
+def test_oidc_client_timeout_and_unreachable():
+    """A token endpoint that does not answer in time, or not at all, is a clear TokenRequestError."""
     from services.common.oidc_client import TokenRequestError, fetch_token
 
-    with pytest.raises(TokenRequestError, match="401"):
-        fetch_token(provider.cfg.identity.token_url, "firecrest-alice", "wrong")
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/token"
+        start = time.monotonic()
+        with pytest.raises(TokenRequestError, match="no answer within 0.5 s"):
+            fetch_token(url, "firecrest-alice", "alice-secret", timeout=0.5)
+        assert time.monotonic() - start < 5
+    with pytest.raises(TokenRequestError, match="failed: .*[Cc]onnection refused"):
+        fetch_token(f"http://127.0.0.1:{_free_port()}/token", "firecrest-alice", "alice-secret", timeout=2)
 
 
 @pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])

@@ -103,8 +103,11 @@ class HealthConfig:
     interval_seconds: int
     timeout_seconds: int
     service_account: str          # client_id of the health checker's service account
-    service_account_username: str | None  # its username on the clusters (external provider only)
-    client_secret_file: Path | None  # its secret (external provider); None: the embedded provider's
+    service_account_username: str | None  # if set, its token must name this user (else any user)
+    # The file holding its client secret, read by the health checker with any provider. Default:
+    # <state_dir>/idp/clients/<service_account>.secret. The embedded provider keeps the secret of
+    # this client in this file (generated there, mode 600, when missing).
+    client_secret_file: Path
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,7 @@ def parse_config(data: dict, path: Path) -> Config:
         except ValueError as exc:
             raise ConfigError(f"certificator.source_addresses: {exc}") from None
     health = _get(data, "health", "", {}, kind=dict)
+    service_account = _get(health, "service_account", "health", "firecrest-health", kind=str)
     systems = tuple(_parse_system(s, i) for i, s in enumerate(_get(data, "systems", "", kind=list)))
     by_name = {s.name: s for s in systems}
     if len(by_name) != len(systems):
@@ -324,10 +328,10 @@ def parse_config(data: dict, path: Path) -> Config:
         certificator=CertificatorConfig(lifetime, sources),
         health=HealthConfig(_positive(_get(health, "interval_seconds", "health", 60), "health.interval_seconds"),
                             _positive(_get(health, "timeout_seconds", "health", 10), "health.timeout_seconds"),
-                            _get(health, "service_account", "health", "firecrest-health", kind=str),
+                            service_account,
                             _get(health, "service_account_username", "health", None, kind=str),
                             _resolve(f) if (f := _get(health, "client_secret_file", "health", None, kind=str))
-                            else None),
+                            else state_dir / "idp" / "clients" / f"{service_account}.secret"),
         systems=systems,
         _by_name=by_name,
     )

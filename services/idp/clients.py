@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 
 from services.common.config import Config
 
-from .secrets import client_secret
+from .client_secrets import client_secret
 
 GRANT_TYPE = "client_credentials"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -43,9 +43,9 @@ class Client(ClientMixin):
 
 
 def load_clients(cfg: Config) -> dict[str, Client]:
-    """All configured clients by client_id; missing secrets are generated into the state folder."""
+    """All configured clients by client_id; missing secrets are generated (see client_secrets)."""
     provider = cfg.identity.embedded_provider
     if provider is None:
         raise ValueError("identity.embedded_provider is not configured")
-    return {c.client_id: Client(c.client_id, c.username, client_secret(cfg, c.client_id))
+    return {c.client_id: Client(c.client_id, c.username, client_secret(cfg, c))
             for c in provider.clients}

@@ -1,7 +1,7 @@
 """Private files in the state folder: created once (mode 600, in a mode-700 folder), then reused.
 
 Creation is race-free: the content is written to a temporary file which is then hard-linked to its
-final name, so concurrent creators (the provider and, say, the health checker) agree on one value.
+final name, so concurrent creators (e.g. two provider processes) agree on one value.
 """
 
 from __future__ import annotations
@@ -31,9 +31,17 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def read_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
-    """The content of `path`; if it does not exist, writes `make()` there first (mode 600)."""
-    private_dir(path.parent)
+def read_or_create(path: Path, make: Callable[[], bytes], private_parent: bool = True) -> bytes:
+    """The content of `path`; if it does not exist, writes `make()` there first (mode 600).
+
+    `private_parent`: make the parent folder mode 700 (folders of the state folder). When False (a
+    file the operator placed elsewhere), a missing parent is created mode 700 and an existing one is
+    left as it is.
+    """
+    if private_parent:
+        private_dir(path.parent)
+    else:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         return _read(path)
     except FileNotFoundError:

@@ -3,6 +3,10 @@
 Probes run over SSH as the health service account (a client of the identity provider whose user
 exists on the clusters), through the same certificator and pool as user requests, so a green check
 means the whole path works. Results feed `/status/systems` and `/status/liveness/`.
+
+The service account is an ordinary OIDC client, the same with any provider: its client_id is
+`health.service_account`, its secret is read from `health.client_secret_file` (the embedded provider
+keeps the secret there), and the user it acts as is the one its verified token names.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from firecrest_mesh.status.v1 import status_pb2
 from services.common.config import Config, SystemConfig
@@ -19,11 +24,41 @@ from services.common.errors import ApiError
 from services.common.identity import Caller
 from services.common.ssh.command import shell_join, with_timeout
 from services.common.ssh.pool import SshPool
-from services.common.token_verifier import TokenVerifier
 from services.common.oidc_client import fetch_token
-from services.idp.secrets import client_secret, find_client
+from services.common.token_verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
+
+
+class ServiceAccountError(RuntimeError):
+    """The health service account has no usable token (secret unreadable, token refused...)."""
+
+
+def read_client_secret(path: Path) -> str:
+    """The service account's secret: the content of `path` without surrounding whitespace."""
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise ServiceAccountError(f"cannot read the health service account's secret from {path} "
+                                  f"(health.client_secret_file): {exc.strerror or exc}") from None
+    if not secret:
+        raise ServiceAccountError(f"{path} (health.client_secret_file) is empty")
+    return secret
+
+
+async def service_account(config: Config, verifier: TokenVerifier) -> Caller:
+    """A fresh, verified token of the health service account (blocking work runs in threads)."""
+    health = config.health
+    secret = await asyncio.to_thread(read_client_secret, health.client_secret_file)
+    token = await asyncio.to_thread(fetch_token, config.identity.token_url, health.service_account, secret)
+    # Like any caller, the service account acts only with a token verified here; the user it acts
+    # as is the one the token names.
+    caller = await asyncio.to_thread(verifier.verify, token)
+    expected = health.service_account_username
+    if expected is not None and caller.username != expected:
+        raise ServiceAccountError(f"the health service account's token names {caller.username!r}, "
+                                  f"not {expected!r} (health.service_account_username)")
+    return caller
 
 
 def iso_now() -> str:
@@ -60,25 +95,9 @@ class HealthChecker:
             await self.check_all()
             await asyncio.sleep(self._config.health.interval_seconds)
 
-    async def _service_account(self) -> Caller:
-        """A fresh token of the health service account, from whichever provider is configured."""
-        identity, health = self._config.identity, self._config.health
-        if health.client_secret_file is not None:  # external provider: secret and username configured
-            secret = health.client_secret_file.read_text().strip()
-            username = health.service_account_username or health.service_account
-        else:
-            secret = await asyncio.to_thread(client_secret, self._config, health.service_account)
-            username = find_client(self._config, health.service_account).username
-        token = await asyncio.to_thread(fetch_token, identity.token_url, health.service_account, secret)
-        # Like any caller, the service account acts only with a token verified here.
-        caller = await asyncio.to_thread(self._verifier.verify, token)
-        if caller.username != username:
-            raise ApiError(f"the health service account's token names {caller.username!r}, not {username!r}")
-        return caller
-
     async def check_all(self) -> None:
         try:
-            caller = await self._service_account()
+            caller = await service_account(self._config, self._verifier)
         except Exception as exc:  # the checker itself failed: report it on every system
             for system in self._config.systems:
                 self._record(system, [status_pb2.ServiceHealth(
