@@ -190,6 +190,14 @@ def test_sacct_delimiter_is_fresh_and_argv_filters():
     assert shlex.split(shell_join(argv)) == argv
 
 
+@pytest.mark.parametrize("value", ["a,b", "\u2603", "caf\u00e9", "tab\there"])
+def test_sacct_filters_it_cannot_apply_exactly_are_left_to_the_service(value):
+    # sacct splits on commas; slurmdbd answers "Unknown error 1267" for some non-ASCII names. The
+    # service filters sacct's records by exact name and account anyway (SlurmCli.list_jobs).
+    argv = sacct.argv("alice", "|d|", JobQuery(account=value, name=value))
+    assert argv[7:] == ["--user=alice", "--starttime=now-24hours"]
+
+
 # -- squeue -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -248,7 +256,50 @@ def test_sbatch_argv_quotes_metacharacters_literally():
     line = shell_join(argv)
     assert shlex.split(line) == argv  # the remote shell sees exactly these arguments
     assert "X=a,b'c\"$(id)" in argv and "--job-name=n;$(touch /tmp/pwn)|x" in argv
-    assert argv.index("sbatch") == 2 and "--export=ALL" in argv and "--comment=firecrest-mesh:m" in argv
+    assert argv[:3] == ["bash", "-c", sbatch.ENV_FILE_SCRIPT] and argv[4:6] == ["1", "X=a,b'c\"$(id)"]
+    assert argv[6] == "sbatch" and "--export=ALL" in argv and "--export-file=3" in argv
+    assert "--comment=firecrest-mesh:m" in argv
+
+
+def _run_with_fake_sbatch(argv: list[str], tmp_path: Path, **environ: str) -> tuple[list[str], list[str], bytes]:
+    """Runs `argv` as the remote shell would, with an `sbatch` that records its arguments, what it
+    reads on file descriptor 3 and on stdin, and its own environment's PATH/LD_PRELOAD/SBATCH_WAIT."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "sbatch"
+    fake.write_text('#!/bin/sh\nprintf "%s\\0" "$@" > "$OUT/args"\ncat <&3 > "$OUT/fd3"\n'
+                    'cat > "$OUT/stdin"\nprintf "%s|%s|%s" "$PATH" "$LD_PRELOAD" "$SBATCH_WAIT" > "$OUT/own"\n'
+                    'echo 4242\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(tmp_path), **environ}
+    run = subprocess.run(shell_join(argv), shell=True, input=b"#!/bin/bash\necho script\n", env=env,
+                         capture_output=True)
+    assert run.returncode == 0 and run.stdout == b"4242\n", run.stderr
+    args = (tmp_path / "args").read_bytes().split(b"\0")[:-1]
+    fd3 = (tmp_path / "fd3").read_bytes().split(b"\0")[:-1]
+    assert (tmp_path / "stdin").read_bytes() == b"#!/bin/bash\necho script\n"
+    return [a.decode() for a in args], [d.decode() for d in fd3], (tmp_path / "own").read_bytes()
+
+
+def test_sbatch_job_environment_goes_to_fd3_after_the_login_environment(tmp_path):
+    env = (("PATH", "/nowhere"), ("LD_PRELOAD", "/nowhere.so"), ("SBATCH_WAIT", "1"), ("ODD", "a,b'c\"$(id) `x`;|"),
+           ("LOGIN", "overridden"), ("EMPTY", ""))
+    argv = sbatch.argv(spec(env=env, name="n"), "m")
+    args, fd3, own = _run_with_fake_sbatch(argv, tmp_path, LOGIN="from-login")
+    assert argv[4:5 + len(env)] == [str(len(env)), *(f"{k}={v}" for k, v in env)]
+    assert args == argv[6 + len(env):] and argv[5 + len(env)] == "sbatch" and "--job-name=n" in args
+    # The login environment first (what --export=ALL exports), then the job's definitions in order.
+    assert "LOGIN=from-login" in fd3 and fd3[-len(env):] == [f"{k}={v}" for k, v in env]
+    # sbatch itself ran with the login environment, not the job's PATH, LD_PRELOAD or SBATCH_WAIT.
+    assert own.startswith(str(tmp_path).encode()) and own.endswith(b"||")
+
+
+def test_sbatch_without_definitions_exports_the_login_environment_only(tmp_path):
+    args, fd3, _ = _run_with_fake_sbatch(sbatch.argv(spec(env=()), "m"), tmp_path, LOGIN="x")
+    assert "LOGIN=x" in fd3 and "" not in fd3 and args[0] == "--parsable"
 
 
 def test_sbatch_script_path_comes_after_double_dash():
@@ -341,6 +392,8 @@ def test_time_window_default_and_invalid():
     ("srun: error: Unable to confirm allocation for job 9: Job is pending execution\n"
      "srun: Check SLURM_JOB_ID environment variable. Expired or invalid job 9", 1, BadRequest, "pending"),
     ("slurm_load_jobs error: Invalid job id specified", 1, NotFound, "Job not found"),
+    ("sacct: fatal: Bad job/step specified: abc", 1, NotFound, "Job not found"),
+    ("sbatch: error: Batch script is empty!", 1, BadRequest, "Batch script is empty"),
     ("", 124, RequestTimeout, "124"),
     ("something odd", 2, InternalError, "something odd"),
 ])

@@ -22,14 +22,14 @@ _RULES: list[tuple[re.Pattern, type[ApiError], str | None]] = [
                 re.I), ServiceUnavailable, None),
     # Attach to a job that is not running (checked before "Expired or invalid job", which srun adds).
     (re.compile(r"Job is pending execution|Slurm job \d+ has expired", re.I), BadRequest, None),
-    (re.compile(r"Invalid job id specified|Expired or invalid job|does not exist", re.I),
+    (re.compile(r"Invalid job id specified|Expired or invalid job|does not exist|Bad job/step specified", re.I),
      NotFound, JOB_NOT_FOUND),
     (re.compile(r"Access/permission denied|Invalid user id|Permission denied|not owner", re.I), Forbidden, None),
     # Quotas: FirecREST v2's SlurmQuotaError (403).
     (re.compile(r"(QOS|Assoc)(Grp|Max|Min)\w*Limit|Job violates accounting/QOS policy", re.I), Forbidden, None),
     # Refusals the user can fix: partition, account, reservation, features, script, limits.
     (re.compile(r"Batch job submission failed|Invalid (partition|account|feature|qos)|Requested reservation|"
-                r"Unable to open file|does not look like a batch script|invalid|Job/step already completing "
+                r"Unable to open file|does not look like a batch script|Batch script|invalid|Job/step already completing "
                 r"or completed|Unable to create step|Requested time limit",
                 re.I), BadRequest, None),
 ]

@@ -45,17 +45,25 @@ def new_delimiter() -> str:
     return f"|{secrets.token_urlsafe(6)}|"
 
 
+def _server_side(value: str) -> bool:
+    """Whether sacct can filter on `value` itself (see `_filters`)."""
+    return value.isascii() and value.isprintable() and "," not in value
+
+
 def _filters(username: str, query: JobQuery | None, job_id: str | None) -> list[str]:
     if job_id is not None:  # one job, any user's; no time limit
         return ["--allusers", f"--jobs={job_id}"]
     assert query is not None
     args = ["--allusers"] if query.allusers else [f"--user={username}"]
     args.append(f"--starttime={_WINDOW[query.time_window]}")
-    if query.account:
+    # sacct reads a comma as a list separator, and slurmdbd fails on some non-ASCII filters ("Unknown
+    # error 1267"): such values are not passed on (the service filters every record by exact value).
+    if query.account and _server_side(query.account):
         args.append(f"--account={query.account}")
-    if query.name:
+    if query.name and _server_side(query.name):
         args.append(f"--name={query.name}")
     return args
+
 
 
 def argv(username: str, delimiter: str, query: JobQuery | None = None, job_id: str | None = None) -> list[str]:
