@@ -314,6 +314,7 @@ def test_match_pattern_compress_runs_against_a_real_tree(tmp_path):
     (1, b"sha256sum: /home/alice: Is a directory", 400), (1, b"find: '/home/aaa': File name too long", 400),
     (1, b"stat: cannot statx '/home/a/l': Too many levels of symbolic links", 400),
     (1, b"head: cannot open '/home/a/sock' for reading: No such device or address", 400),
+    (1, b"rm: refusing to remove '.' or '..' directory: skipping '/home/a/d/.'", 400),
     (1, b"tar: Exiting with failure status due to previous errors", 500)])
 def test_remote_errors_map_like_firecrest_v2(rc, stderr, status):
     err = remote.error_for(CommandResult(rc, b"", stderr))

@@ -34,6 +34,7 @@ _STDERR_ERRORS: tuple[tuple[str, type[ApiError]], ...] = (
     ("File name too long", BadRequest),
     ("Too many levels of symbolic links", BadRequest),
     ("No such device or address", BadRequest),
+    ("refusing to remove", BadRequest),  # rm of a path ending in `.`
 )
 # sshd runs the command line as one argument of the user's shell (`sh -c <line>`), which Linux limits
 # to 128 KiB; longer lines are refused before they reach the system.
