@@ -13,7 +13,7 @@ from services.common.config import Config
 
 from .clients import AUTH_METHODS, load_clients
 from .discovery import discovery_document, discovery_path
-from .signing_key import load_signing_key, public_jwks, signing_key_set
+from .signing_key import load_signing_key, public_jwks
 from .tokens import TokenGenerator
 
 log = logging.getLogger("services.idp")
@@ -52,7 +52,7 @@ def create_app(cfg: Config) -> Flask:
                                   save_token=lambda token, req: None)  # tokens are stateless JWTs
     # After init_app, which registers Authlib's opaque-token generator as "default".
     server.register_token_generator(
-        "default", TokenGenerator(identity, signing_key_set(key), provider.token_lifetime_seconds))
+        "default", TokenGenerator(identity, key, provider.token_lifetime_seconds))
     server.register_grant(_ClientCredentialsGrant)
 
     @app.get(discovery_path(identity))

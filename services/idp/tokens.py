@@ -1,34 +1,47 @@
 """The access token generator: RFC 9068 JWT access tokens signed with the provider's RS256 key.
 
 Claims: iss, aud (the configured audience), sub and the configured username claim (the client's
-username), client_id, iat, exp (iat + token_lifetime_seconds), jti and scope (always empty).
+username), client_id, iat, exp (iat + token_lifetime_seconds), jti and scope (always empty). Header:
+alg RS256, typ at+jwt, kid of the signing key.
+
+Authlib runs the OAuth2 side (client authentication, grant, the token response with `token_type`
+and `expires_in`); python-jose signs the JWT, the library the verifiers use too.
 """
 
 from __future__ import annotations
 
-from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from joserfc.jwk import KeySet
+import secrets
+import time
+
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from services.common.config import IdentityConfig
 
 from .clients import Client
+from .signing_key import SigningKey
+
+TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1
 
 
-class TokenGenerator(JWTBearerTokenGenerator):
-    def __init__(self, identity: IdentityConfig, key_set: KeySet, lifetime_seconds: int):
-        # expires_generator feeds both the `exp` claim and the `expires_in` response field.
-        super().__init__(issuer=identity.issuer, alg="RS256",
-                         expires_generator=lambda client, grant_type: lifetime_seconds)
+class TokenGenerator(BearerTokenGenerator):
+    def __init__(self, identity: IdentityConfig, key: SigningKey, lifetime_seconds: int):
+        # expires_generator feeds the `expires_in` response field; `exp` uses the same lifetime.
+        super().__init__(self.access_token, expires_generator=lambda client, grant_type: lifetime_seconds)
         self._identity = identity
-        self._key_set = key_set
+        self._key = key
+        self._lifetime = lifetime_seconds
 
-    def get_jwks(self) -> KeySet:
-        # A KeySet (not a bare key) makes joserfc write the key's `kid` into the JWT header.
-        return self._key_set
-
-    def get_audiences(self, client: Client, user, scope) -> str:
-        return self._identity.audience
-
-    def get_extra_claims(self, client: Client, grant_type, user, scope) -> dict:
-        # Applied last, so `sub` becomes the username rather than Authlib's default (client_id).
-        return {"sub": client.username, self._identity.username_claim: client.username}
+    def access_token(self, client: Client, grant_type: str, user, scope: str) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self._identity.issuer,
+            "aud": self._identity.audience,
+            "sub": client.username,
+            "client_id": client.get_client_id(),
+            "iat": now,
+            "exp": now + self._lifetime,
+            "jti": secrets.token_urlsafe(12),  # 96 random bits, 16 characters
+            "scope": scope,
+            self._identity.username_claim: client.username,
+        }
+        return self._key.sign(claims, typ=TOKEN_TYPE)
