@@ -56,7 +56,7 @@ USER, CLIENT, SECRET = "alice", "firecrest-alice", "alice-secret"
 FOLDER = f"/scratch/{USER}/bench-zero-trust"
 ENTRIES = 20
 TOKEN_MAX_AGE = 180  # seconds; the embedded provider's tokens live 300 s
-CODE_DIRS = ("services", "envoy", "scripts", "config", "gen", "protos")
+CODE_DIRS = ("services", "gateway", "envoy", "scripts", "config", "gen", "protos")  # envoy/: older refs
 TARGETS = {"GET /status/systems": 1.15, f"ls ({ENTRIES} entries)": 1.05}  # max p50 ratio (issue 7)
 
 # wrk reports its latency histogram (µs) as one JSON line: merged across phases for the combined

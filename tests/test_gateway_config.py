@@ -1,13 +1,12 @@
 """The rendered Envoy gateway configuration: Envoy accepts it, and it routes what it should.
 
-Pure configuration checks (no network): envoy/render.py renders config/local.yaml into a temporary
+Pure configuration checks (no network): gateway/render.py renders config/local.yaml into a temporary
 folder, `envoy --mode validate` loads the result, and the routes, clusters, transcoder services and
 admin address are read back from the YAML.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway import render
 from services.common.config import REPO_ROOT, load_config
 
 ENVOY = REPO_ROOT / ".venv" / "bin" / "envoy"
@@ -26,8 +26,7 @@ INTERNAL = {"certificator"}
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("envoy") / "envoy.yaml"
-    # `python -m envoy.render` from the repository root (a PyPI package is also called `envoy`).
-    result = subprocess.run([sys.executable, "-m", "envoy.render", "--config", str(CONFIG), "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(CONFIG), "--out", str(out)],
                             cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return out
@@ -124,7 +123,7 @@ def test_non_loopback_admin_is_refused(tmp_path):
     data["gateway"]["admin"] = "0.0.0.0:9901"
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))
-    result = subprocess.run([sys.executable, "-m", "envoy.render", "--config", str(config),
+    result = subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(config),
                              "--out", str(tmp_path / "envoy.yaml")], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert "gateway.admin" in result.stderr
@@ -140,7 +139,7 @@ def test_external_provider_and_host_names_validate(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "envoy.yaml"
-    result = subprocess.run([sys.executable, "-m", "envoy.render", "--config", str(config), "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(config), "--out", str(out)],
                             cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     clusters = {c["name"]: c for c in yaml.safe_load(out.read_text())["static_resources"]["clusters"]}
@@ -156,18 +155,6 @@ def test_external_provider_and_host_names_validate(tmp_path):
 
 
 # --- Generated from the descriptor set: the REST route table (405/OPTIONS) and REST field names ---
-
-def _render_module():
-    """envoy/render.py as a module (by file: a PyPI package is also called `envoy`)."""
-    spec = importlib.util.spec_from_file_location("firecrest_envoy_render_under_test", REPO_ROOT / "envoy" / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-render = _render_module()
-
 
 def _lua_to_regex(pattern: str) -> str:
     """The subset of Lua patterns render.template_pattern writes (^ $ [^/]+ .* /? %x) as a Python regex."""

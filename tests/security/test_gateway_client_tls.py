@@ -62,7 +62,7 @@ def tls_gateway(config, gateway_url, tmp_path_factory):
     data["gateway"].update(listen=LISTEN, admin=ADMIN, tls={"certificate": str(cert), "private_key": str(key)})
     (folder / "config.yaml").write_text(yaml.safe_dump(data))
     out = folder / "envoy.yaml"
-    subprocess.run([sys.executable, str(REPO_ROOT / "envoy" / "render.py"), "--config", str(folder / "config.yaml"),
+    subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(folder / "config.yaml"),
                     "--out", str(out)], check=True, cwd=REPO_ROOT, capture_output=True)
     log = open(folder / "envoy.log", "wb")
     envoy = subprocess.Popen([str(ENVOY), "-c", str(out), "--base-id", "919", "--concurrency", "1",

@@ -15,34 +15,21 @@ table is generated from), plus a few expectations written out by hand.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import re
-import sys
 
 import grpc
 import pytest
 from jose import jwt
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common.config import REPO_ROOT
+from gateway import render
 from services.idp.signing_key import key_path
 
 ERROR_KEYS = {"errorType", "message", "causedBy", "data", "user"}
 # What no error message may contain: proto types, the protobuf runtime's type names, proto field names.
 LEAKS = re.compile(r"firecrest_mesh\.|type\.googleapis\.com|TYPE_[A-Z]|in the type|\bnum_lines\b|\bnum_bytes\b"
                    r"|Proto field|oneof")
-
-
-def _render_module():
-    spec = importlib.util.spec_from_file_location("firecrest_envoy_render", REPO_ROOT / "envoy" / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-render = _render_module()
 
 
 def firecrest_error(response, status: int, user=None) -> dict:

@@ -1,5 +1,5 @@
 -- The gateway's request and response shaping: the first HTTP filter of the listener (see
--- envoy/render.py), so it sees a request before anything else and a response after everything else.
+-- gateway/render.py), so it sees a request before anything else and a response after everything else.
 --
 -- Request:  drop client-sent identity headers (only jwt_authn may set them); mark native gRPC
 --           requests for local_reply_config; record method and path for the access log (the
