@@ -116,3 +116,21 @@ def test_many_instant_commands_share_a_connection_without_dropping_it(config, ca
 
     failures = asyncio.run(with_pool(config, body))
     assert failures == [], failures[:3]
+
+
+def test_commands_that_exit_without_reading_their_input_keep_the_connection(config, caller_of):
+    """A command that fails before reading stdin (an upload whose target cannot be created) makes
+    the server close the channel while we still send input; sshd drops the whole connection if any
+    of our DATA arrives after our CLOSE. Every such command must report its own exit status."""
+    caller = caller_of("alice")
+    system = small_system(config, connections=1, sessions=8)
+
+    async def body(pool: SshPool):
+        command = shell_join(["sh", "-c", "exit 3"])
+        stdin = b"x" * 200_000  # several packets: the server closes mid-way
+        results = await asyncio.gather(*(pool.run(caller, system, command, stdin=stdin) for _ in range(600)),
+                                       return_exceptions=True)
+        return [r for r in results if isinstance(r, Exception) or r.exit_status != 3]
+
+    failures = asyncio.run(with_pool(config, body))
+    assert failures == [], failures[:3]

@@ -23,11 +23,12 @@ import time
 from typing import Awaitable, Callable, Iterable
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import identity, logs, mesh_pki, mesh_tls
 from services.common.config import Config, load_config
-from services.common.errors import ApiError, Forbidden
+from services.common.errors import ApiError, BadRequest, Forbidden
 from services.common.token_verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,53 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception)
     await context.abort(code, message)
 
 
+class UndecodableRequest:
+    """Stands for a request message that could not be parsed (a string field that is not UTF-8, e.g.
+    `?path=%FF` through the gateway; nesting too deep). gRPC would answer INTERNAL before any handler
+    ran; the handler wrapper answers 400 instead, after admission."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def error(self) -> BadRequest:
+        if "UTF-8" in self.reason:
+            return BadRequest("Invalid request: a text parameter is not valid UTF-8")
+        return BadRequest("Invalid request: the request could not be decoded")
+
+
+def _tolerant(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return UndecodableRequest(str(exc))
+    return parse
+
+
+def _decoded(request):
+    """`request`, or BadRequest when it could not be parsed (streams: checked item by item)."""
+    if isinstance(request, UndecodableRequest):
+        raise request.error()
+    if hasattr(request, "__aiter__"):
+        async def items():
+            async for item in request:
+                if isinstance(item, UndecodableRequest):
+                    raise item.error()
+                yield item
+        return items()
+    return request
+
+
 def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callable:
     async def handler(request, context: grpc.aio.ServicerContext):
         _enter_request(context)
         start = time.perf_counter()
         try:
             await admission.admit(context, method)
-            response = await behavior(request, context)
+            response = await behavior(_decoded(request), context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
@@ -112,7 +153,7 @@ def _wrap_stream(behavior: Callable, method: str, admission: Admission) -> Calla
         _enter_request(context)
         try:
             await admission.admit(context, method)
-            async for item in behavior(request, context):
+            async for item in behavior(_decoded(request), context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -138,22 +179,22 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method, admission),
-                handler.request_deserializer, handler.response_serializer)
+                _tolerant(handler.request_deserializer), handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method, admission),
-                handler.request_deserializer, handler.response_serializer)
+                _tolerant(handler.request_deserializer), handler.response_serializer)
         if handler.stream_unary:
             async def stream_unary(it, ctx, _b=handler.stream_unary):
                 return await _wrap_unary(_b, method, admission)(it, ctx)
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer)
+                stream_unary, _tolerant(handler.request_deserializer), handler.response_serializer)
         if handler.stream_stream:
             async def stream_stream(it, ctx, _b=handler.stream_stream):
                 async for item in _wrap_stream(_b, method, admission)(it, ctx):
                     yield item
             return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer)
+                stream_stream, _tolerant(handler.request_deserializer), handler.response_serializer)
         return handler
 
 

@@ -122,6 +122,33 @@ def send_eof(channel: paramiko.Channel) -> None:
             channel.transport._send_user_message(message)
 
 
+def send_stdin(channel: paramiko.Channel, data: bytes) -> None:
+    """Sends `data` as the command's stdin, never after our CLOSE.
+
+    The same race as in send_eof: paramiko's sendall() builds each DATA message under the channel
+    lock but sends it after releasing it. A command that exits without reading its input (e.g. an
+    upload whose target cannot be created) makes the server send CLOSE at once; if the transport
+    thread answers with our CLOSE before our DATA goes out, sshd sees data for a freed channel and
+    drops the whole connection ("data packet referred to nonexistent channel"). Sending under the lock
+    orders them; once the channel is closed the rest of the input is dropped (the command is gone and
+    its exit status tells what happened).
+    """
+    view = memoryview(data)
+    while view:
+        with channel.lock:  # _wait_for_send_window() waits on a condition of this lock, releasing it
+            if channel.closed:
+                return
+            size = channel._wait_for_send_window(min(len(view), channel.out_max_packet_size))
+            if size == 0:  # the server sent EOF: it reads no more input
+                return
+            message = paramiko.Message()
+            message.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+            message.add_int(channel.remote_chanid)
+            message.add_string(bytes(view[:size]))
+            channel.transport._send_user_message(message)
+        view = view[size:]
+
+
 class CommandStopped(Exception):
     """The command was stopped because its caller went away (never reaches a client)."""
 
@@ -225,7 +252,7 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
             raise CommandStopped()
         if stdin:
             channel.settimeout(timeout)
-            channel.sendall(stdin)
+            send_stdin(channel, stdin)
         send_eof(channel)
         while True:
             while channel.recv_ready():
