@@ -29,17 +29,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.common import identity, logs, mesh_pki, mesh_tls
 from services.common.config import Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
+from services.common.rpc import HTTP_CODE_KEY, metadata_value
 from services.common.token_verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
-HTTP_CODE_KEY = "x-http-code"
-
-
-def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
-    for k, v in context.invocation_metadata() or ():
-        if k == key:
-            return v
-    return None
 
 
 class Admission:
@@ -71,7 +64,7 @@ class Admission:
 
 
 def _enter_request(context: grpc.aio.ServicerContext) -> None:
-    logs.request_id.set(_metadata_value(context, "x-request-id") or "-")
+    logs.request_id.set(metadata_value(context, "x-request-id") or "-")
     logs.username.set("-")
 
 
@@ -196,11 +189,6 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_stream_rpc_method_handler(
                 stream_stream, _tolerant(handler.request_deserializer), handler.response_serializer)
         return handler
-
-
-async def send_http_code(context: grpc.aio.ServicerContext, code: int) -> None:
-    """Asks the gateway to answer a successful call with `code` (201, 204) instead of 200."""
-    await context.send_initial_metadata(((HTTP_CODE_KEY, str(code)),))
 
 
 Register = Callable[[grpc.aio.Server, Config], Iterable[Callable[[], Awaitable[None]]] | None]

@@ -15,22 +15,14 @@ from firecrest_mesh.compute.v1 import compute_pb2, compute_pb2_grpc
 from services.common.config import Config
 from services.common.errors import BadRequest
 from services.common.identity import caller
-from services.common.server import send_http_code
 from services.common.ssh.pool import SshPool
-from services.common.systems import require_system
+from services.common.rpc import metadata_value, require_system, send_http_code
 from services.compute.scheduler import Scheduler, require_job_id
 from services.compute.slurm.cli import SlurmCli
 from services.compute.validation import job_query, job_spec
 
 IDEMPOTENCY_KEY = "idempotency-key"
 MARKER_PREFIX = "firecrest-mesh:"
-
-
-def _metadata(context, key: str) -> str | None:
-    for k, v in context.invocation_metadata() or ():
-        if k == key:
-            return v
-    return None
 
 
 class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
@@ -43,7 +35,7 @@ class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
     async def SubmitJob(self, request, context):
         who, system = caller(context), require_system(self._config, request.system_name)
         spec = job_spec(request.job, system)
-        key = _metadata(context, IDEMPOTENCY_KEY)
+        key = metadata_value(context, IDEMPOTENCY_KEY)
         if key:
             # Same user + same key → same marker: a retry finds the job instead of submitting again.
             marker = MARKER_PREFIX + hashlib.sha256(f"{who.username}\0{key}".encode()).hexdigest()[:32]

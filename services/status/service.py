@@ -11,7 +11,7 @@ from services.common.config import Config, SystemConfig
 from services.common.identity import Caller, caller
 from services.common.ssh.command import CommandResult, shell_join, with_timeout
 from services.common.ssh.pool import SshPool
-from services.common.systems import require_system
+from services.common.rpc import require_system
 from services.status.commands import nodes, partitions, reservations, userinfo
 from services.status.health import HealthChecker
 

@@ -12,9 +12,8 @@ from services.common import paths
 from services.common.config import Config, SystemConfig
 from services.common.errors import ApiError
 from services.common.identity import Caller, caller
-from services.common.server import send_http_code
 from services.common.ssh.pool import SshPool
-from services.common.systems import require_system
+from services.common.rpc import require_system, send_http_code
 from services.utilities import multipart, remote
 from services.utilities.commands import (archive, change, checksum, file_type, head_tail, listing, rm,
                                          stat, transfer, view)
