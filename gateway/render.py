@@ -6,13 +6,18 @@ REST ↔ gRPC with the descriptor set generated from protos/, and routes `/firec
 to the service `<svc>` of `config.services`. The certificator is internal and never routed.
 
     python -m gateway.render [--config FILE] [--out PATH]   (default out: <state>/envoy/envoy.yaml)
+    python -m gateway.render --example                      (rewrites gateway/examples/: `make gateway-example`)
 
-Writes PATH and, beside it, `firecrest.lua`: gateway/firecrest.lua with the configured username claim and
-two tables generated from the descriptor set's `google.api.http` rules (the REST routes and their
-methods, for 405/OPTIONS answers; proto field names that json_name renames, for error messages).
-The result reads top-down: listener → HTTP filters in request order → routes → local replies →
-clusters → admin. The launcher calls `render()`; tests render into a temporary folder and run
-`envoy --mode validate` on the result.
+Two Jinja2 templates beside this file hold the configuration: envoy.yaml.j2 (the bootstrap, written to
+PATH; it reads top-down: listener → HTTP filters in request order → routes → local replies → clusters →
+admin) and firecrest.lua.j2 (the Lua filter's script, written beside it as `firecrest.lua`). This module
+only computes what they need: from the configuration, the addresses, certificates and limits and the
+route timeout; from the descriptor set's `google.api.http` rules and json_name options, the services to
+transcode, the REST routes with their methods (405/OPTIONS answers) and the proto field names REST
+calls differently (error messages).
+
+The launcher (scripts/mesh.py) calls `render()`. Tests render into a temporary folder and run
+`envoy --mode validate` on the result, and check that gateway/examples/ is what `render_example()` writes.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jinja2
 import yaml
 from google.api import annotations_pb2  # registers the google.api.http option for parsing
 from google.protobuf import descriptor_pb2
@@ -35,26 +42,43 @@ if __package__ in (None, ""):  # run as a script: python gateway/render.py
 
 from services.common import mesh_pki  # noqa: E402
 from services.common.config import REPO_ROOT, Address, Config, ConfigError, load_config  # noqa: E402
+from services.common.ssh.certificates import CERTIFICATOR_TIMEOUT_SECONDS  # noqa: E402
+from services.common.ssh.runner import SSH_GRACE_SECONDS  # noqa: E402
 
+GATEWAY_DIR = Path(__file__).resolve().parent
+BOOTSTRAP_TEMPLATE = "envoy.yaml.j2"
+LUA_TEMPLATE = "firecrest.lua.j2"
+LUA_SCRIPT = "firecrest.lua"  # written beside the bootstrap
 DESCRIPTOR_SET = REPO_ROOT / "gen" / "envoy" / "api_descriptor.pb"
-LUA_SOURCE = Path(__file__).resolve().parent / "firecrest.lua"
 API_PACKAGE = re.compile(r"^firecrest_mesh\.([a-z0-9_]+)\.v1$")
 INTERNAL_SERVICES = {"certificator"}  # never routed, never transcoded
 LIVENESS_REST_PATHS = ("/status/liveness", "/status/liveness/")
 LIVENESS_GRPC_PATH = "/firecrest_mesh.status.v1.StatusService/GetLiveness"
 JWT_PROVIDER = "identity_provider"
 IDP_CLUSTER = "identity_provider"
-ROUTE_TIMEOUT = "60s"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's: trust for an HTTPS identity provider
 MIB = 1024 * 1024
-# The Lua script reads the username claim from this line; render() substitutes the configured one.
-LUA_CLAIM_LINE = re.compile(r'^local USERNAME_CLAIM = "[^"\n]*"', re.MULTILINE)
-# ... and the REST routes and field names from these lines (`{}` in gateway/firecrest.lua).
-LUA_ROUTES_LINE = re.compile(r"^local REST_ROUTES = \{\}.*$", re.MULTILINE)
-LUA_FIELD_NAMES_LINE = re.compile(r"^local REST_FIELD_NAMES = \{\}.*$", re.MULTILINE)
+# Longest URL the Lua filter serves (414 above): a PATH_MAX (4096-byte) path fully percent-encoded fits.
+MAX_URL_BYTES = 16384
 # Request line + headers accepted by Envoy's codec (above: 431, which local_reply_config makes a 414).
-# Above the Lua filter's own URL limit (16 KiB → 414) plus room for ordinary headers and a token.
+# Above the Lua filter's URL limit plus room for ordinary headers and a token.
 MAX_REQUEST_HEADERS_KB = 96
+# The response header by which local_reply_config hands a reply's bare text to the Lua filter, naming
+# the errorType of the FirecREST error object the filter writes (the transcoder's 400s: "validation").
+ERROR_TYPE_HEADER = "x-firecrest-error-type"
 HTTP_RULE_KINDS = ("get", "put", "post", "delete", "patch")
+# The route timeout (see route_timeout()): remote commands one call may run one after the other. The
+# most is compute's SubmitJob with an Idempotency-Key when sbatch's outcome is ambiguous: a lookup of
+# the key's job, sbatch, and after a short pause a second lookup.
+SEQUENTIAL_COMMANDS = 3
+# ... plus that pause (2 s), the wait for a free SSH channel of the user and the service's own work.
+ROUTE_MARGIN_SECONDS = 5
+# The committed example: config/local.yaml rendered with the state folder and the repository written
+# as tokens, so that the file is the same on every machine.
+EXAMPLE_CONFIG = REPO_ROOT / "config" / "local.yaml"
+EXAMPLE_DIR = GATEWAY_DIR / "examples"
+EXAMPLE_BOOTSTRAP = "envoy.local.yaml"
+STATE_TOKEN, REPO_TOKEN = "${STATE}", "${REPO}"
 
 
 @dataclass(frozen=True)
@@ -64,20 +88,29 @@ class ApiService:
     full_name: str  # "firecrest_mesh.status.v1.StatusService"
 
 
-def api_services(descriptor_set: Path) -> list[ApiService]:
-    """Every `firecrest_mesh.<name>.v1` service in the descriptor set, internal ones excluded."""
-    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
-    found = []
-    for f in fds.file:
-        if (m := API_PACKAGE.match(f.package)) and m.group(1) not in INTERNAL_SERVICES:
-            found += [ApiService(m.group(1), f"{f.package}.{s.name}") for s in f.service]
-    return sorted(found, key=lambda s: s.full_name)
+@dataclass(frozen=True)
+class Cluster:
+    """An upstream of the gateway: a routed service, or the identity provider."""
+    name: str
+    host: str
+    port: int
+    type: str  # STATIC (an IP literal), STRICT_DNS (a host name), LOGICAL_DNS (external provider)
+    https: bool = False
 
+
+# --- From the descriptor set ------------------------------------------------------------------------
 
 def _api_files(descriptor_set: Path):
     """The descriptor set's files of public API packages (firecrest_mesh.<name>.v1, not internal)."""
-    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    fds = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_set).read_bytes())
     return [f for f in fds.file if (m := API_PACKAGE.match(f.package)) and m.group(1) not in INTERNAL_SERVICES]
+
+
+def api_services(descriptor_set: Path) -> list[ApiService]:
+    """Every `firecrest_mesh.<name>.v1` service in the descriptor set, internal ones excluded."""
+    found = [ApiService(API_PACKAGE.match(f.package).group(1), f"{f.package}.{s.name}")
+             for f in _api_files(descriptor_set) for s in f.service]
+    return sorted(found, key=lambda s: s.full_name)
 
 
 def http_rules(descriptor_set: Path) -> list[tuple[str, str]]:
@@ -155,22 +188,7 @@ def rest_field_names(descriptor_set: Path) -> dict[str, str]:
             if len(rest) == 1 and next(iter(rest)) != name}
 
 
-def _lua_string(text: str) -> str:
-    if re.search(r'[\x00-\x1f"\\]', text):
-        raise ValueError(f"{text!r}: unexpected character for a generated Lua string")
-    return f'"{text}"'
-
-
-def lua_rest_tables(descriptor_set: Path) -> tuple[str, str]:
-    """The `local REST_ROUTES = {...}` and `local REST_FIELD_NAMES = {...}` lines of the Lua script."""
-    routes = "\n".join(
-        f"  {{ {_lua_string(pattern)}, {{ {', '.join(f'[{_lua_string(m)}] = true' for m in methods)} }} }},"
-        for pattern, methods in rest_routes(descriptor_set).items())
-    names = "\n".join(f"  [{_lua_string(k)}] = {_lua_string(v)},"
-                      for k, v in rest_field_names(descriptor_set).items())
-    return (f"local REST_ROUTES = {{ -- generated by gateway/render.py from the google.api.http rules\n{routes}\n}}",
-            f"local REST_FIELD_NAMES = {{ -- generated by gateway/render.py from the json_name options\n{names}\n}}")
-
+# --- From the configuration -------------------------------------------------------------------------
 
 def routed_services(cfg: Config) -> dict[str, Address]:
     """The services of `config.services` the gateway routes to (all but the internal ones)."""
@@ -189,101 +207,36 @@ def _is_loopback(host: str) -> bool:
     return host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback)
 
 
-def _y(value, indent: int) -> str:
-    """`value` as a YAML block indented by `indent` spaces (no trailing newline)."""
-    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=10_000, allow_unicode=True)
-    return "\n".join(" " * indent + line for line in text.rstrip("\n").splitlines())
+def service_cluster(name: str, addr: Address) -> Cluster:
+    """A routed service: STATIC for an IP literal, STRICT_DNS for a host name (mutual TLS: the template)."""
+    return Cluster(name, addr.host, addr.port, "STATIC" if _is_ip(addr.host) else "STRICT_DNS")
 
 
-def _q(text: str) -> str:
-    """A YAML scalar for `text` (JSON strings are valid YAML)."""
-    return json.dumps(text)
-
-
-def _socket(host: str, port: int) -> dict:
-    return {"socket_address": {"address": host, "port_value": port}}
-
-
-def _cluster_address(name: str, host: str, port: int) -> dict:
-    """Cluster type and endpoint: STATIC for an IP literal, STRICT_DNS for a host name."""
-    return {
-        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
-        "load_assignment": {"cluster_name": name,
-                            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}]},
-    }
-
-
-def _mesh_tls_socket(cfg: Config, service: str) -> dict:
-    """Mutual TLS to a service: Envoy presents its mesh certificate and accepts only a server
-    certificate from the mesh CA that names `service` (ALPN h2 for gRPC)."""
-    return {"name": "envoy.transport_sockets.tls", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-        "sni": service,
-        "common_tls_context": {
-            "alpn_protocols": ["h2"],
-            "tls_certificates": [{
-                "certificate_chain": {"filename": str(mesh_pki.cert_file(cfg, mesh_pki.GATEWAY))},
-                "private_key": {"filename": str(mesh_pki.key_file(cfg, mesh_pki.GATEWAY))}}],
-            "validation_context": {
-                "trusted_ca": {"filename": str(mesh_pki.ca_file(cfg))},
-                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": service}}]}}}}
-
-
-def _client_tls(cfg: Config) -> str:
-    """The listener's TLS for clients when `gateway.tls` names a certificate (HTTP/1.1 and h2 by ALPN),
-    as YAML lines that open the filter chain; a comment when clients speak plaintext."""
-    gw = cfg.gateway
-    if gw.tls_certificate is None:
-        return "      # Clients: plaintext (gateway.tls names no certificate)."
-    socket = {"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        "common_tls_context": {
-            "alpn_protocols": ["h2", "http/1.1"],
-            "tls_certificates": [{"certificate_chain": {"filename": str(gw.tls_certificate)},
-                                  "private_key": {"filename": str(gw.tls_private_key)}}]}}}}
-    return "      # Clients: TLS with gateway.tls's certificate.\n" + _y(socket, 6)
-
-
-def _service_cluster(name: str, addr: Address, cfg: Config) -> dict:
-    cluster = {"name": name, "connect_timeout": "1s"}
-    cluster.update(_cluster_address(name, addr.host, addr.port))
-    cluster["transport_socket"] = _mesh_tls_socket(cfg, name)
-    cluster.update({
-        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {
-                "initial_stream_window_size": MIB, "initial_connection_window_size": 4 * MIB}}}},
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
-        "health_checks": [{"timeout": "1s", "interval": "5s", "no_traffic_interval": "5s",
-                           "unhealthy_threshold": 2, "healthy_threshold": 1, "grpc_health_check": {}}],
-    })
-    return cluster
-
-
-def _idp_cluster(jwks_uri: str) -> dict:
+def idp_cluster(jwks_uri: str) -> Cluster:
+    """The identity provider, from which jwt_authn fetches the JWKS: its URL's host and port; an external
+    provider by host name is LOGICAL_DNS (follow its DNS, one connection target); https → TLS."""
     url = urlsplit(jwks_uri)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConfigError(f"identity.jwks_uri: expected an http(s) URL, got {jwks_uri!r}")
     port = url.port or (443 if url.scheme == "https" else 80)
-    cluster = {"name": IDP_CLUSTER, "connect_timeout": "2s"}
-    cluster.update(_cluster_address(IDP_CLUSTER, url.hostname, port))
-    if cluster["type"] == "STRICT_DNS":
-        cluster["type"] = "LOGICAL_DNS"  # an external provider: follow its DNS, one connection target
-        cluster["dns_lookup_family"] = "V4_PREFERRED"
-    if url.scheme == "https":
-        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": url.hostname,
-            "common_tls_context": {"validation_context": {
-                "trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"},
-                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": url.hostname}}]}}}}
-    return cluster
+    return Cluster(IDP_CLUSTER, url.hostname, port, "STATIC" if _is_ip(url.hostname) else "LOGICAL_DNS",
+                   https=url.scheme == "https")
 
 
-def _error_body(error_type: str, user_claim: str, message: str = "%LOCAL_REPLY_BODY%") -> dict:
-    """The FirecREST v2 error object for Envoy's own replies (`null` user before authentication)."""
-    return {"errorType": error_type, "message": message, "causedBy": None, "data": None,
-            "user": f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{user_claim})%"}
+def mesh_tls_files(cfg: Config) -> dict[str, str]:
+    """The gateway's mesh certificate and key and the mesh CA: Envoy presents the certificate to every
+    service (mutual TLS) and accepts only a server certificate from that CA naming the service."""
+    return {"certificate": str(mesh_pki.cert_file(cfg, mesh_pki.GATEWAY)),
+            "private_key": str(mesh_pki.key_file(cfg, mesh_pki.GATEWAY)),
+            "ca": str(mesh_pki.ca_file(cfg))}
+
+
+def client_tls_files(cfg: Config) -> dict[str, str] | None:
+    """The listener's certificate and key when `gateway.tls` names them (clients then speak TLS)."""
+    gw = cfg.gateway
+    if gw.tls_certificate is None:
+        return None
+    return {"certificate": str(gw.tls_certificate), "private_key": str(gw.tls_private_key)}
 
 
 def response_body_limit(cfg: Config) -> int:
@@ -292,12 +245,46 @@ def response_body_limit(cfg: Config) -> int:
     return max(cfg.gateway.max_request_body_bytes, 2 * largest_file)
 
 
-def render(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> Path:
-    """Writes the bootstrap to `out` and the Lua script beside it; returns `out`."""
-    gw, idp = cfg.gateway, cfg.identity
-    if not _is_loopback(gw.admin.host):
-        raise ConfigError(f"gateway.admin: the admin interface must bind loopback only, got {gw.admin}")
-    services = api_services(descriptor_set)
+def route_timeout(cfg: Config) -> int:
+    """Seconds the gateway waits for a service: longer than the slowest call a service makes within its
+    own deadlines, so that the service's answer (a 408 naming what timed out, the job found after an
+    ambiguous submission) reaches the client instead of Envoy's 504 while the service still works.
+
+    Per system: an SSH login (a certificate from the certificator, the TCP connection, the SSH
+    handshake and authentication), then SEQUENTIAL_COMMANDS remote commands, each bounded by the
+    longer of the system's command_execution and scheduler timeouts plus the grace the SSH side gives
+    the remote `timeout`. The maximum over systems, plus ROUTE_MARGIN_SECONDS, rounded up to 10 s: for
+    config/local.yaml 5 + 5 + 5 + 3 × (10 + 3) + 5 = 59 → 60 s. One value for every route rather than
+    one per service: what bounds a call is the system's timeouts, not the service (compute runs both
+    Slurm queries and `srun` under command_execution), and a call may also queue for one of the
+    user's SSH channels, which no per-RPC count bounds.
+    """
+    slowest = max((CERTIFICATOR_TIMEOUT_SECONDS + s.ssh.timeouts.connection + s.ssh.timeouts.login
+                   + SEQUENTIAL_COMMANDS * (max(s.ssh.timeouts.command_execution, s.scheduler.timeout)
+                                            + SSH_GRACE_SECONDS)
+                   for s in cfg.systems), default=0)
+    return math.ceil((slowest + ROUTE_MARGIN_SECONDS) / 10) * 10
+
+
+# --- Rendering ----------------------------------------------------------------------------------------
+
+def _lua_string(text: str) -> str:
+    """A Lua string literal for generated text (the templates' `lua_string` filter)."""
+    if re.search(r'[\x00-\x1f"\\]', text):
+        raise ValueError(f"{text!r}: unexpected character for a generated Lua string")
+    return f'"{text}"'
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(GATEWAY_DIR), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters["json"] = json.dumps  # a JSON string is a valid YAML scalar
+    env.filters["lua_string"] = _lua_string
+    return env
+
+
+def _warn_about_unrouted(cfg: Config, services: list[ApiService], descriptor_set: Path) -> None:
     routed = routed_services(cfg)
     for s in services:
         if s.name not in routed:
@@ -308,254 +295,69 @@ def render(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> Pat
         if name not in described:
             print(f"render: warning: services.{name} has no firecrest_mesh.{name}.v1 service in "
                   f"{descriptor_set} (run scripts/gen.sh?)", file=sys.stderr)
-    claim = idp.username_claim
-    lua_source = LUA_SOURCE.read_text()
-    if not LUA_CLAIM_LINE.search(lua_source):
-        raise RuntimeError(f"{LUA_SOURCE}: no 'local USERNAME_CLAIM = \"...\"' line to substitute")
-    lua_source = LUA_CLAIM_LINE.sub(lambda _: f"local USERNAME_CLAIM = {json.dumps(claim)}", lua_source, 1)
-    routes_line, names_line = lua_rest_tables(descriptor_set)
-    for line, table in ((LUA_ROUTES_LINE, routes_line), (LUA_FIELD_NAMES_LINE, names_line)):
-        if not line.search(lua_source):
-            raise RuntimeError(f"{LUA_SOURCE}: no '{line.pattern}' line to substitute")
-        lua_source = line.sub(lambda _, table=table: table, lua_source, 1)
 
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lua_out = out.with_name("firecrest.lua")
-    lua_out.write_text(lua_source)
 
-    public_paths = [{"match": {"path": p}} for p in (*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH)]
-    routes = [{"match": {"prefix": f"/firecrest_mesh.{name}.v1."},
-               "route": {"cluster": name, "timeout": ROUTE_TIMEOUT}} for name in routed]
+def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> tuple[str, str]:
+    """(bootstrap, Lua script) for a bootstrap written to `out` (the script beside it), unwritten."""
+    gw, idp = cfg.gateway, cfg.identity
+    if not _is_loopback(gw.admin.host):
+        raise ConfigError(f"gateway.admin: the admin interface must bind loopback only, got {gw.admin}")
+    descriptor_set = Path(descriptor_set).resolve()
+    services = api_services(descriptor_set)
+    _warn_about_unrouted(cfg, services, descriptor_set)
+    routed = routed_services(cfg)
+    routes = [{"prefix": f"/firecrest_mesh.{name}.v1.", "cluster": name} for name in routed]
     if "status" in routed:  # the status service serves reflection for the whole API
-        routes.append({"match": {"prefix": "/grpc.reflection."},
-                       "route": {"cluster": "status", "timeout": ROUTE_TIMEOUT}})
-    clusters = [_service_cluster(name, addr, cfg) for name, addr in routed.items()] + [_idp_cluster(idp.jwks_uri)]
-    user_meta = f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{claim})%"
+        routes.append({"prefix": "/grpc.reflection.", "cluster": "status"})
+    env = _environment()
+    lua = env.get_template(LUA_TEMPLATE).render(
+        username_claim=idp.username_claim, error_type_header=ERROR_TYPE_HEADER, max_url_bytes=MAX_URL_BYTES,
+        rest_routes=rest_routes(descriptor_set), rest_field_names=rest_field_names(descriptor_set))
+    bootstrap = env.get_template(BOOTSTRAP_TEMPLATE).render(
+        config_file=str(cfg.path), descriptor_set=str(descriptor_set),
+        listen=gw.listen, admin=gw.admin, client_tls=client_tls_files(cfg),
+        max_request_headers_kb=MAX_REQUEST_HEADERS_KB, max_url_bytes=MAX_URL_BYTES,
+        user_metadata=f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{idp.username_claim})%",
+        lua_script=str(Path(out).resolve().with_name(LUA_SCRIPT)),
+        jwt_provider=JWT_PROVIDER, identity=idp, idp=idp_cluster(idp.jwks_uri),
+        public_paths=[*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH],
+        api_services=[s.full_name for s in services],
+        max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
+        routes=routes, route_timeout=f"{route_timeout(cfg)}s", error_type_header=ERROR_TYPE_HEADER,
+        services=[service_cluster(name, addr) for name, addr in routed.items()],
+        mesh_tls=mesh_tls_files(cfg), mib=MIB, system_ca_bundle=SYSTEM_CA_BUNDLE)
+    yaml.safe_load(bootstrap)  # a syntax error here is a bug in the template
+    return bootstrap, lua
 
-    text = f"""\
-# Envoy bootstrap of the firecrest-mesh gateway. GENERATED by gateway/render.py from
-# {cfg.path} and {descriptor_set}: edit those, not this file.
-# Reads top-down: listener → HTTP filters in request order → routes → Envoy's own replies → clusters → admin.
 
-static_resources:
-  listeners:
-  # One port for REST/JSON (HTTP/1.1 or h2c) and native gRPC (h2c): codec_type AUTO picks per connection.
-  - name: gateway
-    address: {json.dumps(_socket(gw.listen.host, gw.listen.port))}
-    filter_chains:
-    - name: clients
-{_client_tls(cfg)}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: gateway
-          codec_type: AUTO
-          # The edge proxy: the client's address is the peer's, paths are normalised before any rule sees them.
-          use_remote_address: true
-          normalize_path: true
-          merge_slashes: true
-          # Request line + headers. A longer URL is refused by the Lua filter with 414 first (16 KiB); what
-          # the codec refuses (431, before any filter sees the request) local_reply_config makes a 414.
-          max_request_headers_kb: {MAX_REQUEST_HEADERS_KB}
-          # Every request gets an X-Request-ID (services log it; clients see it in every response).
-          generate_request_id: true
-          always_set_request_id_in_response: true
-          # One JSON line per request on stdout. No query strings (a client may put a token there) and
-          # never the Authorization header. `path` is the REST path, `grpc_path` the method called.
-          access_log:
-          - name: envoy.access_loggers.stdout
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
-              log_format:
-                formatters:
-                - name: envoy.formatter.req_without_query
-                  typed_config:
-                    "@type": type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery
-                json_format:
-                  time: "%START_TIME%"
-                  request_id: "%REQ(X-REQUEST-ID)%"
-                  method: "%DYNAMIC_METADATA(envoy.filters.http.lua:method)%"
-                  path: "%DYNAMIC_METADATA(envoy.filters.http.lua:path)%"
-                  grpc_path: "%REQ_WITHOUT_QUERY(:PATH)%"
-                  protocol: "%PROTOCOL%"
-                  status: "%RESPONSE_CODE%"
-                  grpc_status: "%GRPC_STATUS%"
-                  details: "%RESPONSE_CODE_DETAILS%"
-                  flags: "%RESPONSE_FLAGS%"
-                  duration_ms: "%DURATION%"
-                  bytes_received: "%BYTES_RECEIVED%"
-                  bytes_sent: "%BYTES_SENT%"
-                  upstream_cluster: "%UPSTREAM_CLUSTER%"
-                  client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
-                  user: {_q(user_meta)}
-
-          http_filters:
-          # (a) Lua, first on the request and therefore last on the response. Request: drops client-sent
-          #     identity headers before anything reads them, records method/path for the access log,
-          #     spells the Bearer scheme `Bearer`; before authentication (as FirecREST v2): 414 for an
-          #     over-long URL, 405 + Allow for a wrong method on a REST route of the API, 204 + Allow
-          #     for OPTIONS (the routes: a table generated from the google.api.http rules).
-          #     Response (REST only): F7T-* headers, x-http-code → :status, 204 without body,
-          #     transcoder errors → FirecREST error object, F7T-AuthUsername on errors.
-          - name: envoy.filters.http.lua
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-              default_source_code:
-                filename: {_q(str(lua_out))}
-
-          # (b) JWT authentication, before the transcoder so that its rules see REST paths as well as
-          #     gRPC ones. The verified username goes to services as `x-firecrest-username`; the token
-          #     itself is forwarded because services present it to the certificator.
-          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                {JWT_PROVIDER}:
-                  issuer: {_q(idp.issuer)}
-                  audiences: [{_q(idp.audience)}]
-                  remote_jwks:
-                    http_uri:
-                      uri: {_q(idp.jwks_uri)}
-                      cluster: {IDP_CLUSTER}
-                      timeout: 5s
-                    cache_duration: 300s
-                    # Fetch the keys at start-up, do not hold the listener for them, retry soon on failure.
-                    async_fetch:
-                      fast_listener: true
-                      failed_refetch_duration: 2s
-                    retry_policy:
-                      num_retries: 3
-                  # A token without `exp` would never expire: refused (401).
-                  require_expiration: true
-                  # The header only: no `?access_token=` in URLs (they end up in logs). The Lua filter
-                  # spells the scheme `Bearer ` whatever the client's case (value_prefix is case-sensitive).
-                  from_headers:
-                  - name: Authorization
-                    value_prefix: "Bearer "
-                  forward: true
-                  claim_to_headers:
-                  - header_name: x-firecrest-username
-                    claim_name: {_q(claim)}
-                  # For the access log, Envoy's own error bodies and the Lua script (error `user`).
-                  payload_in_metadata: jwt_payload
-              rules:
-              # Public: liveness, as REST (both spellings) and as gRPC.
-{_y(public_paths, 14)}
-              # Everything else needs a valid token: REST, gRPC, reflection, unknown paths.
-              - match: {{prefix: /}}
-                requires: {{provider_name: {JWT_PROVIDER}}}
-
-          # (c) REST/JSON ↔ gRPC for every public API service of the descriptor set. Native gRPC
-          #     requests (content-type application/grpc) pass through untouched.
-          - name: envoy.filters.http.grpc_json_transcoder
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
-              proto_descriptor: {_q(str(Path(descriptor_set).resolve()))}
-              services:
-{_y([s.full_name for s in services], 14)}
-              # gRPC errors become a JSON body {{"code","message"}} that Lua reshapes (else: empty body).
-              convert_grpc_status: true
-              print_options:
-                always_print_primitive_fields: true   # FirecREST prints 0, "" and false
-                preserve_proto_field_names: false     # lowerCamelCase keys (json_name)
-              # Clean 404/400 answers instead of passing unknown requests on.
-              request_validation_options:
-                reject_unknown_method: true
-                reject_unknown_query_parameters: true
-                reject_binding_body_field_collisions: true
-              # `+` in a query string is a space (form encoding: httpx/pyfirecrest send `path=a+b`).
-              query_param_unescape_plus: true
-              max_request_body_size: {gw.max_request_body_bytes}
-              max_response_body_size: {response_body_limit(cfg)}
-
-          # (d) The router. No x-envoy-* headers towards clients or services.
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-              suppress_envoy_headers: true
-
-          # Routes: after transcoding Envoy selects the route again on the gRPC path (/pkg.Service/Method),
-          # so every route matches gRPC paths: one prefix per service package.
-          route_config:
-            name: firecrest
-            virtual_hosts:
-            - name: firecrest
-              domains: ["*"]
-              routes:
-{_y(routes, 14)}
-              # Anything else (REST requests for unknown paths already got a 404 from the transcoder):
-              # FirecREST's 404; local_reply_config below writes the body.
-              - match: {{prefix: /}}
-                direct_response:
-                  status: 404
-                  body: {{inline_string: Not Found}}
-
-          # Envoy's own replies (JWT 401/403, transcoder 400/404/413, 503 no healthy upstream, 504 timeout,
-          # the 404 above, the Lua filter's 405/414) get the FirecREST error body. Native gRPC callers get a plain grpc-message.
-          local_reply_config:
-            mappers:
-            - filter:  # native gRPC: the Lua filter marked the request
-                metadata_filter:
-                  matcher:
-                    filter: envoy.filters.http.lua
-                    path: [{{key: grpc}}]
-                    value: {{bool_match: true}}
-                  match_if_key_not_found: false
-              body_format_override:
-                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
-            - filter:  # a 400 from Envoy is the transcoder rejecting the request: a validation error
-                status_code_filter:
-                  comparison:
-                    op: EQ
-                    value: {{default_value: 400, runtime_key: firecrest.local_reply.validation_status}}
-              body_format_override:
-                json_format:
-{_y(_error_body("validation", claim), 18)}
-            - filter:  # the codec refused a request line + headers over max_request_headers_kb: in an API
-                       # that is an over-long URL (the Lua filter answers 414 for shorter ones)
-                status_code_filter:
-                  comparison:
-                    op: EQ
-                    value: {{default_value: 431, runtime_key: firecrest.local_reply.headers_too_large_status}}
-              status_code: 414
-              body_format_override:
-                json_format:
-{_y(_error_body("error", claim, f"URI Too Long: the URL and headers exceed {MAX_REQUEST_HEADERS_KB} KiB"), 18)}
-            - filter:  # OPTIONS answered by the Lua filter: no body
-                status_code_filter:
-                  comparison:
-                    op: EQ
-                    value: {{default_value: 204, runtime_key: firecrest.local_reply.no_content_status}}
-              body_format_override:
-                text_format_source: {{inline_string: ""}}
-            - filter:  # unknown path (transcoder, or the catch-all route): FirecREST's text
-                status_code_filter:
-                  comparison:
-                    op: EQ
-                    value: {{default_value: 404, runtime_key: firecrest.local_reply.not_found_status}}
-              body_format_override:
-                json_format:
-{_y(_error_body("error", claim, "Not Found"), 18)}
-            body_format:
-              json_format:
-{_y(_error_body("error", claim), 16)}
-
-  clusters:
-  # One per routed service, over mutual TLS with the mesh CA (h2 by ALPN); 1 MiB stream windows bound what Envoy buffers for
-  # streamed downloads. Active gRPC health checks (grpc.health.v1, service "") run every 5 s, with or
-  # without traffic; healthy_panic_threshold 0: an unhealthy backend gets no requests (503 instead).
-  # Last: the identity provider, from which jwt_authn fetches the JWKS.
-{_y(clusters, 2)}
-
-# Admin (stats, /clusters, /config_dump): loopback only.
-admin:
-  address: {json.dumps(_socket(gw.admin.host, gw.admin.port))}
-"""
-    yaml.safe_load(text)  # a syntax error here is a bug in this file
-    out.write_text(text)
+def render(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -> Path:
+    """Writes the bootstrap to `out` and the Lua script beside it; returns `out` (absolute)."""
+    out = Path(out).resolve()
+    bootstrap, lua = render_text(cfg, out, descriptor_set)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_name(LUA_SCRIPT).write_text(lua)
+    out.write_text(bootstrap)
     return out
+
+
+def render_example(out_dir: Path = EXAMPLE_DIR, descriptor_set: Path = DESCRIPTOR_SET) -> list[Path]:
+    """Writes the gateway of config/local.yaml (the embedded default) into `out_dir`: the bootstrap as
+    `make up` renders it into the state folder, with that folder and the repository written as ${STATE}
+    and ${REPO}, and its Lua script. Returns the files written."""
+    cfg = load_config(EXAMPLE_CONFIG)
+    bootstrap, lua = render_text(cfg, cfg.state("envoy", "envoy.yaml"), descriptor_set)
+    for path, token in sorted(((str(cfg.state_dir), STATE_TOKEN), (str(REPO_ROOT), REPO_TOKEN)),
+                              key=lambda item: -len(item[0])):  # the longer first: state/ is inside the repository
+        bootstrap = bootstrap.replace(path, token)
+    bootstrap = (f"# Example: {EXAMPLE_CONFIG.relative_to(REPO_ROOT)} as `make up` renders it into {STATE_TOKEN}/envoy/, "
+                 f"with the state folder\n# written {STATE_TOKEN} and the repository {REPO_TOKEN}. "
+                 "Refreshed by `make gateway-example` (and `make gen`).\n" + bootstrap)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / EXAMPLE_BOOTSTRAP, out_dir / LUA_SCRIPT]
+    written[0].write_text(bootstrap)
+    written[1].write_text(lua)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -563,8 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="configuration file (default: FIRECREST_MESH_CONFIG or config/local.yaml)")
     parser.add_argument("--out", help="output file (default: <state>/envoy/envoy.yaml)")
     parser.add_argument("--descriptor-set", default=str(DESCRIPTOR_SET), help="generated descriptor set")
+    parser.add_argument("--example", action="store_true",
+                        help=f"write the example of config/local.yaml into {EXAMPLE_DIR.relative_to(REPO_ROOT)}/")
     args = parser.parse_args(argv)
     try:
+        if args.example:
+            for path in render_example(descriptor_set=Path(args.descriptor_set)):
+                print(path)
+            return 0
         cfg = load_config(args.config)
         out = render(cfg, Path(args.out) if args.out else cfg.state("envoy", "envoy.yaml"),
                      Path(args.descriptor_set))

@@ -1,12 +1,13 @@
 """The rendered Envoy gateway configuration: Envoy accepts it, and it routes what it should.
 
 Pure configuration checks (no network): gateway/render.py renders config/local.yaml into a temporary
-folder, `envoy --mode validate` loads the result, and the routes, clusters, transcoder services and
-admin address are read back from the YAML.
+folder, `envoy --mode validate` loads the result, and the routes, clusters, transcoder services, route
+timeout and admin address are read back from the YAML.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -16,7 +17,10 @@ import pytest
 import yaml
 
 from gateway import render
+from services.common import mesh_pki
 from services.common.config import REPO_ROOT, load_config
+from services.common.ssh.certificates import CERTIFICATOR_TIMEOUT_SECONDS
+from services.common.ssh.runner import SSH_GRACE_SECONDS
 
 ENVOY = REPO_ROOT / ".venv" / "bin" / "envoy"
 CONFIG = REPO_ROOT / "config" / "local.yaml"
@@ -285,3 +289,93 @@ def test_codec_header_limit_answers_414(bootstrap):
     assert too_large["body_format_override"]["json_format"]["message"].startswith("URI Too Long")
     # Native gRPC replies are matched first and keep their plain message.
     assert "metadata_filter" in mappers[0]["filter"]
+
+
+# --- Built from the configuration: clusters, client TLS, route timeout ---------------------------------
+
+def _render_data(tmp_path, data: dict) -> dict:
+    """The bootstrap rendered from the configuration `data` (a parsed config/local.yaml, modified)."""
+    data.setdefault("state_dir", str(load_config(CONFIG).state_dir))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = render.render(load_config(config), tmp_path / "envoy.yaml")
+    return yaml.safe_load(out.read_text())
+
+
+def test_services_are_reached_over_mutual_tls(bootstrap):
+    cfg = load_config(CONFIG)
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    for name in render.routed_services(cfg):
+        tls = clusters[name]["transport_socket"]["typed_config"]
+        assert tls["@type"].endswith("UpstreamTlsContext")
+        assert tls["sni"] == name
+        context = tls["common_tls_context"]
+        assert context["alpn_protocols"] == ["h2"]
+        assert context["tls_certificates"] == [{
+            "certificate_chain": {"filename": str(mesh_pki.cert_file(cfg, mesh_pki.GATEWAY))},
+            "private_key": {"filename": str(mesh_pki.key_file(cfg, mesh_pki.GATEWAY))}}]
+        assert context["validation_context"] == {
+            "trusted_ca": {"filename": str(mesh_pki.ca_file(cfg))},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": name}}]}
+    assert "transport_socket" not in clusters["identity_provider"]  # the embedded provider: http on loopback
+
+
+def test_client_tls_only_when_gateway_tls_names_a_certificate(tmp_path, bootstrap):
+    (plain,) = bootstrap["static_resources"]["listeners"][0]["filter_chains"]
+    assert "transport_socket" not in plain
+    data = yaml.safe_load(CONFIG.read_text())
+    data["gateway"]["tls"] = {"certificate": "/etc/gw/gateway.crt", "private_key": "/etc/gw/gateway.key"}
+    (chain,) = _render_data(tmp_path, data)["static_resources"]["listeners"][0]["filter_chains"]
+    tls = chain["transport_socket"]["typed_config"]
+    assert tls["@type"].endswith("DownstreamTlsContext")
+    assert tls["common_tls_context"] == {
+        "alpn_protocols": ["h2", "http/1.1"],
+        "tls_certificates": [{"certificate_chain": {"filename": "/etc/gw/gateway.crt"},
+                              "private_key": {"filename": "/etc/gw/gateway.key"}}]}
+
+
+def _route_timeouts(bootstrap: dict) -> set[str]:
+    return {r["route"]["timeout"] for r in _routes(bootstrap) if "route" in r}
+
+
+def test_route_timeout_of_the_embedded_default(bootstrap):
+    # 5 s certificate + 5 s connection + 5 s login + 3 × (10 s command + 3 s grace) + 5 s → 60 s.
+    assert render.route_timeout(load_config(CONFIG)) == 60
+    assert _route_timeouts(bootstrap) == {"60s"}
+
+
+@pytest.mark.parametrize("ssh_timeouts, scheduler_timeout, expected", [
+    ({"command_execution": 100}, 10, 330),    # 15 + 3 × 103 + 5 = 329
+    ({"command_execution": 5}, 120, 390),     # the scheduler's timeout is the longer: 15 + 3 × 123 + 5 = 389
+    ({"login": 30, "connection": 20}, 10, 100),  # 5 + 20 + 30 + 3 × 13 + 5 = 99
+])
+def test_route_timeout_follows_the_slowest_system(tmp_path, ssh_timeouts, scheduler_timeout, expected):
+    data = yaml.safe_load(CONFIG.read_text())
+    slow = json.loads(json.dumps(data["systems"][0]))
+    slow["name"] = "slow"
+    slow["ssh"]["timeouts"].update(ssh_timeouts)
+    slow["scheduler"]["timeout"] = scheduler_timeout
+    data["systems"].append(slow)
+    assert _route_timeouts(_render_data(tmp_path, data)) == {f"{expected}s"}
+    # Longer than a login and the three commands of an ambiguous submission on that system.
+    cfg = load_config(tmp_path / "config.yaml")
+    system = cfg.system("slow")
+    command = max(system.ssh.timeouts.command_execution, system.scheduler.timeout) + SSH_GRACE_SECONDS
+    assert expected > (CERTIFICATOR_TIMEOUT_SECONDS + system.ssh.timeouts.connection + system.ssh.timeouts.login
+                       + render.SEQUENTIAL_COMMANDS * command)
+
+
+# --- Error bodies: the Lua filter writes them from the gRPC status and the transcoder's 400s ---------
+
+def test_grpc_errors_reach_the_lua_filter_as_a_status(bootstrap, rendered):
+    transcoder = _filter(bootstrap, "envoy.filters.http.grpc_json_transcoder")
+    assert transcoder["convert_grpc_status"] is False
+    mappers = _hcm(bootstrap)["local_reply_config"]["mappers"]
+    handed_over = [m for m in mappers if m.get("headers_to_add")]
+    assert [h["header"] for m in handed_over for h in m["headers_to_add"]] == [
+        {"key": render.ERROR_TYPE_HEADER, "value": "validation"}]
+    assert handed_over[0]["body_format_override"] == {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
+    lua = rendered.with_name("firecrest.lua").read_text()
+    assert f'local ERROR_TYPE_HEADER = "{render.ERROR_TYPE_HEADER}"' in lua
+    assert f"local MAX_URL_BYTES = {render.MAX_URL_BYTES}\n" in lua
+
