@@ -3,19 +3,24 @@
 #               identity provider, services and gateway; wait until healthy
 #   make down   stop everything (state stays in state/)
 #   make test   make up, then every test (unit, integration through the gateway, conformance)
-#   make gen    regenerate gen/ from protos/
+#   make gen    regenerate gen/ from protos/ (and the gateway example, whose routes come from them)
+#   make gateway-example   rewrite gateway/examples/ (config/local.yaml rendered; a test checks it)
 #   make lint   buf lint
 #   make bench  benchmarks (bench/), tables printed and saved in bench/results/
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: up down test gen lint bench install status
+.PHONY: up down test gen gateway-example lint bench install status
 
 install:
 	bash scripts/install.sh
 
 gen: install
 	bash scripts/gen.sh
+	$(PY) -m gateway.render --example
+
+gateway-example: install
+	$(PY) -m gateway.render --example
 
 lint: install
 	.venv/bin/buf lint

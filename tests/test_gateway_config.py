@@ -2,7 +2,8 @@
 
 Pure configuration checks (no network): gateway/render.py renders config/local.yaml into a temporary
 folder, `envoy --mode validate` loads the result, and the routes, clusters, transcoder services, route
-timeout and admin address are read back from the YAML.
+timeout and admin address are read back from the YAML. The committed example (gateway/examples/) must
+be what the renderer writes today.
 """
 
 from __future__ import annotations
@@ -379,3 +380,21 @@ def test_grpc_errors_reach_the_lua_filter_as_a_status(bootstrap, rendered):
     assert f'local ERROR_TYPE_HEADER = "{render.ERROR_TYPE_HEADER}"' in lua
     assert f"local MAX_URL_BYTES = {render.MAX_URL_BYTES}\n" in lua
 
+
+# --- The committed example: gateway/examples/ is what `make gateway-example` writes -----------------
+
+def test_the_committed_example_is_fresh(tmp_path):
+    written = render.render_example(tmp_path)
+    assert sorted(p.name for p in render.EXAMPLE_DIR.iterdir()) == sorted(p.name for p in written)
+    for fresh in written:
+        committed = render.EXAMPLE_DIR / fresh.name
+        assert committed.read_text() == fresh.read_text(), \
+            f"{committed.relative_to(REPO_ROOT)} is stale: run `make gateway-example` and commit it"
+
+
+def test_the_example_names_no_machine_path():
+    text = (render.EXAMPLE_DIR / render.EXAMPLE_BOOTSTRAP).read_text()
+    assert str(REPO_ROOT) not in text
+    assert '{filename: "${STATE}/mesh-pki/envoy.crt"}' in text
+    assert 'filename: "${STATE}/envoy/firecrest.lua"' in text
+    assert 'proto_descriptor: "${REPO}/gen/envoy/api_descriptor.pb"' in text
