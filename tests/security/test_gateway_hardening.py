@@ -6,7 +6,9 @@
   16 KiB) or Envoy's codec (request line + headers over 96 KiB) refuses it;
 - a wrong method on a REST route of the API answers 405 with `Allow` (OPTIONS answers 204 with
   `Allow`; HEAD is not served: 405). Decided before authentication, as FirecREST v2 (FastAPI) does;
-- error messages never name proto types, proto field names or TYPE_* enums.
+- error messages never name proto types, proto field names or TYPE_* enums;
+- error bodies: the gateway writes the FirecREST error object from the service's gRPC status (code and
+  percent-encoded message), and HTTP/2 (h2c) clients get the same answers as HTTP/1.1 ones.
 
 The routes and methods are read from the descriptor set (the same google.api.http rules the gateway's
 table is generated from), plus a few expectations written out by hand.
@@ -18,11 +20,15 @@ import http.client
 import json
 import re
 
+import uuid
+
 import grpc
+import httpx
 import pytest
 from jose import jwt
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
+from firecrest_mesh.utilities.v1 import utilities_pb2, utilities_pb2_grpc
 from gateway import render
 from services.idp.signing_key import key_path
 
@@ -263,3 +269,64 @@ def test_service_messages_pass_unchanged(api):
     # A service's own message (not the transcoder's) is left as the service wrote it.
     got = firecrest_error(api().get("/filesystem/local/ops/head?path=/home/alice/x&lines=-1"), 400, user="alice")
     assert got["message"] == "`lines` must not be negative."
+
+
+# --- error bodies, HTTP/1.1 and HTTP/2 ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def h2(gateway_url, token):
+    """An HTTP/2 client of the gateway (h2c, prior knowledge) sending alice's token."""
+    with httpx.Client(base_url=gateway_url, http1=False, http2=True, timeout=60,
+                      headers={"Authorization": f"Bearer {token('alice')}"}) as client:
+        yield client
+
+
+def test_service_error_body_is_the_grpc_status_message(api, h2, grpc_channel, token):
+    odd = '/etc/é ✓ "quoted" back\\slash 𝄞'
+    with pytest.raises(grpc.RpcError) as raised:
+        utilities_pb2_grpc.UtilitiesServiceStub(grpc_channel).ListFiles(
+            utilities_pb2.ListFilesRequest(system_name="local", path=odd),
+            metadata=(("authorization", f"Bearer {token()}"),), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    message = raised.value.details()
+    # Guard: the message must carry what the gateway has to decode (percent-encoded UTF-8) and escape.
+    assert "é ✓" in message and '"quoted"' in message and "\\" in message, message
+    for client in (api(), h2):
+        response = client.get("/filesystem/local/ops/ls", params={"path": odd})
+        body = firecrest_error(response, 400, user="alice")
+        assert body == {"errorType": "error", "message": message, "causedBy": None, "data": None, "user": "alice"}
+        assert response.headers["F7T-AuthUsername"] == "alice"
+        assert not {"grpc-status", "grpc-message", "x-http-code"} & set(response.headers), response.headers
+
+
+@pytest.mark.parametrize("method, url", [
+    ("GET", "/status/systems?foo=1"),                                   # the transcoder's 400, reworded
+    ("GET", "/filesystem/local/ops/head?path=/home/alice/x&lines=-1"),  # a service's 400
+    ("GET", "/compute/local/jobs/999999999"),                           # a service's 404
+    ("GET", "/filesystem/local/ops/ls?path=/home/alice/no-such-dir"),   # a failed remote command
+    ("PATCH", "/compute/local/jobs"),                                   # the Lua filter's 405
+    ("OPTIONS", "/compute/local/jobs"),                                 # the Lua filter's 204
+    ("GET", "/nothing/here"),                                           # Envoy's 404
+    ("GET", "/status/systems"),                                         # a success
+])
+def test_http2_gets_the_answers_of_http11(api, h2, method, url):
+    one, two = api().request(method, url), h2.request(method, url)
+    assert (one.http_version, two.http_version) == ("HTTP/1.1", "HTTP/2")
+    assert one.status_code == two.status_code, (one.text, two.text)
+    if one.status_code >= 400:
+        assert one.json() == two.json()
+        assert set(two.json()) == ERROR_KEYS
+    assert not two.content if one.status_code == 204 else two.content
+    for name in ("content-type", "allow", "f7t-appversion", "f7t-authusername"):
+        assert one.headers.get(name) == two.headers.get(name), name
+
+
+def test_http2_created_and_no_content(h2):
+    path = f"/home/alice/gateway-h2-{uuid.uuid4().hex}"
+    created = h2.post("/filesystem/local/ops/mkdir", json={"path": path})
+    assert (created.http_version, created.status_code) == ("HTTP/2", 201), created.text
+    assert created.json()["output"]["name"].endswith(path.rsplit("/", 1)[1])
+    deleted = h2.delete("/filesystem/local/ops/rm", params={"path": path})
+    assert deleted.status_code == 204, deleted.text
+    assert deleted.content == b""
+    assert "content-type" not in deleted.headers and deleted.headers["F7T-AppVersion"] == "2.x.x"
