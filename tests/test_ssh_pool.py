@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -44,18 +47,23 @@ def test_burst_beyond_capacity_queues_and_succeeds(config, caller_of):
     assert 1 <= connections <= 2
 
 
-def test_hostile_arguments_arrive_literally(config, caller_of, tmp_path):
+def test_hostile_arguments_arrive_literally(config, caller_of):
     caller = caller_of("alice")
-    hostile = ["$(touch /tmp/firecrest-pwned)", "`id`", "a'b\"c", "; rm -rf ~", "-rf", "new\nline", "*"]
+    canary = Path(f"/tmp/firecrest-canary-{uuid.uuid4().hex}")
+    hostile = [f"$(touch {canary})", f"`touch {canary}`", "a'b\"c", f"; touch {canary}", "-rf", "new\nline", "*"]
 
     async def body(pool: SshPool):
         return await pool.run(caller, config.system("local"), shell_join(["printf", "%s\\0", *hostile]))
 
     result = asyncio.run(with_pool(config, body))
     assert result.stdout.split(b"\0")[:-1] == [h.encode() for h in hostile]
-    assert not (tmp_path / "firecrest-pwned").exists()
-    import os
-    assert not os.path.exists("/tmp/firecrest-pwned")
+    assert not canary.exists(), "a quoted argument was run by the remote shell"
+
+    async def unquoted(pool: SshPool):  # control: the same text unquoted does run, so the check can fail
+        return await pool.run(caller, config.system("local"), f"echo {hostile[0]}")
+    asyncio.run(with_pool(config, unquoted))
+    assert canary.exists()
+    canary.unlink()
 
 
 def test_command_timeout_is_408(config, caller_of):
@@ -134,3 +142,38 @@ def test_commands_that_exit_without_reading_their_input_keep_the_connection(conf
 
     failures = asyncio.run(with_pool(config, body))
     assert failures == [], failures[:3]
+
+
+def test_idle_connections_are_closed_and_reopened_on_demand(config, caller_of):
+    caller = caller_of("alice")
+    system = config.system("local")
+
+    async def body(pool: SshPool):
+        await pool.run(caller, system, shell_join(["true"]))
+        assert pool.connection_count("alice", "local") == 1
+        assert await pool.close_idle() == 0, "a connection used just now is not idle"
+        closed = await pool.close_idle(idle_seconds=0)
+        after = pool.connection_count("alice", "local")
+        again = await pool.run(caller, system, shell_join(["echo", "back"]))
+        return closed, after, again.text(), pool.connection_count("alice", "local")
+
+    assert asyncio.run(with_pool(config, body)) == (1, 0, "back\n", 1)
+
+
+def test_session_certificates_are_cached_then_renewed_before_expiry(config, caller_of):
+    caller = caller_of("alice")
+
+    async def body():
+        cache = CertificateCache.for_service(config, "compute")
+        try:
+            first = await cache.session_certificate(caller)
+            cached = await cache.session_certificate(caller)
+            first.valid_before = time.time() + 10  # within the renewal margin: must not be handed out
+            renewed = await cache.session_certificate(caller)
+            return first, cached, renewed
+        finally:
+            await cache.close()
+
+    first, cached, renewed = asyncio.run(body())
+    assert cached is first
+    assert renewed is not first and renewed.usable()
