@@ -22,15 +22,16 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%firecrest_mesh/common/v1/errors.proto\x12\x18\x66irecrest_mesh.common.v1\"U\n\rErrorResponse\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tcaused_by\x18\x03 \x03(\t\x12\x0c\n\x04user\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%firecrest_mesh/common/v1/errors.proto\x12\x18\x66irecrest_mesh.common.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa1\x01\n\rErrorResponse\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12)\n\tcaused_by\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12$\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x11\n\x04user\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_userb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'firecrest_mesh.common.v1.errors_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORRESPONSE']._serialized_start=67
-  _globals['_ERRORRESPONSE']._serialized_end=152
+  _globals['_ERRORRESPONSE']._serialized_start=98
+  _globals['_ERRORRESPONSE']._serialized_end=259
 # @@protoc_insertion_point(module_scope)
