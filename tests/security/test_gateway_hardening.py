@@ -27,6 +27,9 @@ import httpx
 import pytest
 from jose import jwt
 
+from google.protobuf import json_format
+
+from firecrest_mesh.common.v1 import errors_pb2
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
 from firecrest_mesh.utilities.v1 import utilities_pb2, utilities_pb2_grpc
 from gateway import render
@@ -330,3 +333,21 @@ def test_http2_created_and_no_content(h2):
     assert deleted.status_code == 204, deleted.text
     assert deleted.content == b""
     assert "content-type" not in deleted.headers and deleted.headers["F7T-AppVersion"] == "2.x.x"
+
+
+@pytest.mark.parametrize("method, url, authenticated", [
+    ("GET", "/status/systems", False),                                 # jwt_authn's 401
+    ("GET", "/status/systems?foo=1", True),                            # the transcoder's 400 (validation)
+    ("GET", "/filesystem/local/ops/head?path=/home/alice/x&lines=-1", True),  # a service's 400
+    ("DELETE", "/status/systems", False),                              # the Lua filter's 405
+    ("GET", "/nothing/here", True),                                    # Envoy's 404
+])
+def test_error_bodies_are_the_documented_error_response(api, anonymous, method, url, authenticated):
+    response = (api() if authenticated else anonymous).request(method, url)
+    body = response.json()
+    # protos/firecrest_mesh/common/v1/errors.proto describes it: the strict parser knows every key.
+    parsed = json_format.Parse(response.text, errors_pb2.ErrorResponse())
+    assert parsed.error_type == body["errorType"] and parsed.message == body["message"]
+    assert parsed.HasField("user") == authenticated
+    assert set(body) == ERROR_KEYS
+    assert json_format.MessageToDict(parsed) == {k: v for k, v in body.items() if k != "user" or v is not None}
