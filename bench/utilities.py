@@ -37,8 +37,8 @@ from services.common.token_verifier import TokenVerifier  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
 from services.common.ssh.pool import execute, open_transport  # noqa: E402
 from services.common.oidc_client import fetch_token  # noqa: E402
-from services.utilities import remote  # noqa: E402
-from services.utilities.commands import checksum, listing, stat, transfer  # noqa: E402
+from services.common.ssh.runner import command_line  # noqa: E402
+from services.utilities.commands import checksum, download, ls, stat, upload  # noqa: E402
 
 USER, SECRET = "alice", "alice-secret"
 ROOT = f"/scratch/{USER}/bench-utilities"
@@ -128,14 +128,14 @@ def gateway_scenarios(payload: bytes):
 
 def floor_lines(system) -> dict[str, tuple[str, bool]]:
     """The service's own command lines per scenario, and whether the scenario sends the payload."""
-    line = lambda *argvs: remote.command_line(system, *argvs)  # noqa: E731
+    line = lambda *argvs: command_line(system.ssh.timeouts.command_execution, argvs)  # noqa: E731
     return {
-        "ls home": (line(*listing.list_argvs(f"/home/{USER}")), False),
-        "ls 10k entries": (line(*listing.list_argvs(MANY)), False),
-        "stat": (line(stat.argv(SMALL)), False),
-        "checksum 100 MB": (line(checksum.argv(BIG)), False),
-        "upload 1 MiB": (line(transfer.upload_argv(f"{ROOT}/up-floor.bin")), True),
-        "download 1 MiB": (line(transfer.download_argv(SMALL, system.max_ops_file_size)), False),
+        "ls home": (line(*ls.command(f"/home/{USER}")), False),
+        "ls 10k entries": (line(*ls.command(MANY)), False),
+        "stat": (line(stat.command(SMALL)), False),
+        "checksum 100 MB": (line(checksum.command(BIG)), False),
+        "upload 1 MiB": (line(upload.command(f"{ROOT}/up-floor.bin", b"", 0)), True),
+        "download 1 MiB": (line(download.command(SMALL, system.max_ops_file_size)), False),
     }
 
 

@@ -1,21 +1,33 @@
-"""`head` and `tail` of a file, by bytes or lines (ops/head, ops/tail).
+"""ops/head and ops/tail: the first or last bytes or lines of a file (`head`, `tail`), answered in a
+FileContent frame. One module, as the two commands differ only in which end they read: `tool` is
+"head" or "tail".
 
-The count is answered back in the FileContent frame, whose positions are 32-bit, so a count must lie
-in 0..2**31-1 (400 otherwise). That bound costs nothing: reading 2**31-1 lines or bytes already exceeds
+- head: the first n, or with `skip` (skipTrailing) all but the last n (`head -n -N`);
+  positions 0..n, or 0..-n.
+- tail: the last n, or with `skip` (skipHeading) everything from the n-th on (`tail -n +N`);
+  positions -n..-1, or n..-1.
+
+The count is answered back in the frame, whose positions are 32-bit, so a count must lie in
+0..2**31-1 (400 otherwise). That bound costs nothing: reading 2**31-1 lines or bytes already exceeds
 the output limit (`max_ops_file_size`) unless the file is smaller, and then any larger count reads the
 same.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from firecrest_mesh.utilities.v1 import utilities_pb2
 from services.common.errors import BadRequest
 
+Tool = Literal["head", "tail"]
 DEFAULT_LINES = 10
 MAX_COUNT = 2**31 - 1  # FileContent.start_position / end_position are int32
+_SKIP_SIGN = {"head": "-", "tail": "+"}
 
 
-def _amount(num_bytes: int | None, num_lines: int | None) -> tuple[str, int]:
+def amount(num_bytes: int | None, num_lines: int | None) -> tuple[str, int]:
+    """("bytes" or "lines", the count) of a request; 400 for both, or for a count out of range."""
     if num_bytes is not None and num_lines is not None:
         raise BadRequest("Only one of `bytes` or `lines` can be specified.")
     if num_bytes is not None:
@@ -29,30 +41,20 @@ def _amount(num_bytes: int | None, num_lines: int | None) -> tuple[str, int]:
     return unit, n
 
 
-def head_argv(path: str, num_bytes: int | None, num_lines: int | None,
-              skip_trailing: bool) -> tuple[list[str], utilities_pb2.FileContent]:
-    """The `head` command and the FileContent frame (without content) it answers with."""
-    unit, n = _amount(num_bytes, num_lines)
-    flag = "-c" if unit == "bytes" else "-n"
-    count = f"-{n}" if skip_trailing else str(n)
-    frame = utilities_pb2.FileContent(content_type=unit, start_position=0,
-                                      end_position=-n if skip_trailing else n)
-    return ["head", flag, count, "--", path], frame
+def command(tool: Tool, path: str, num_bytes: int | None, num_lines: int | None, skip: bool) -> list[str]:
+    """`head|tail -c|-n <count> -- <path>`."""
+    unit, n = amount(num_bytes, num_lines)
+    count = f"{_SKIP_SIGN[tool]}{n}" if skip else str(n)
+    return [tool, "-c" if unit == "bytes" else "-n", count, "--", path]
 
 
-def tail_argv(path: str, num_bytes: int | None, num_lines: int | None,
-              skip_heading: bool) -> tuple[list[str], utilities_pb2.FileContent]:
-    """The `tail` command and the FileContent frame (without content) it answers with."""
-    unit, n = _amount(num_bytes, num_lines)
-    flag = "-c" if unit == "bytes" else "-n"
-    count = f"+{n}" if skip_heading else str(n)
-    frame = utilities_pb2.FileContent(content_type=unit, start_position=n if skip_heading else -n,
-                                      end_position=-1)
-    return ["tail", flag, count, "--", path], frame
-
-
-def parse(stdout: bytes, frame: utilities_pb2.FileContent) -> utilities_pb2.FileContent:
-    result = utilities_pb2.FileContent()
-    result.CopyFrom(frame)
-    result.content = stdout.decode("utf-8", errors="replace")
-    return result
+def parse(tool: Tool, stdout: bytes, num_bytes: int | None, num_lines: int | None,
+          skip: bool) -> utilities_pb2.FileContent:
+    """The content (invalid UTF-8 replaced) and the positions it covers."""
+    unit, n = amount(num_bytes, num_lines)
+    if tool == "head":
+        start, end = 0, (-n if skip else n)
+    else:
+        start, end = (n if skip else -n), -1
+    return utilities_pb2.FileContent(content=stdout.decode("utf-8", errors="replace"), content_type=unit,
+                                     start_position=start, end_position=end)

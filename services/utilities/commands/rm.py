@@ -1,8 +1,8 @@
-"""Delete a file or a directory tree (ops/rm), without prompts and without `-f` (so that a missing
-path is reported, as 404)."""
+"""ops/rm: delete a file or a directory tree, without prompts and without `-f` (so that a missing
+path is reported, as 404). Prints nothing on success; the answer is 204."""
 
 from __future__ import annotations
 
 
-def argv(path: str) -> list[str]:
+def command(path: str) -> list[str]:
     return ["rm", "-r", "--interactive=never", "--", path]

@@ -1,4 +1,4 @@
-"""`stat` of a file as numbers (ops/stat), read with `stat --printf` and NUL-separated fields."""
+"""ops/stat: `stat` of a file as numbers, read with `stat --printf` and NUL-terminated fields."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ FIELDS = ("%f", "%i", "%d", "%h", "%u", "%g", "%s", "%X", "%Z", "%Y")
 PRINTF = "".join(f + "\\0" for f in FIELDS)
 
 
-def argv(path: str, dereference: bool = False) -> list[str]:
+def command(path: str, dereference: bool = False) -> list[str]:
     return ["stat", *(["-L"] if dereference else []), f"--printf={PRINTF}", "--", path]
 
 

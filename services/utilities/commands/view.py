@@ -1,11 +1,13 @@
-"""A byte range of a file as text (ops/view), read with `dd` in byte units."""
+"""ops/view: a byte range of a file as text, read with `dd` in byte units."""
 
 from __future__ import annotations
 
 from services.common.errors import ApiError, BadRequest
+from services.common.ssh.command import CommandResult
+from services.utilities import errors
 
 
-def argv(path: str, size: int | None, offset: int | None, max_size: int) -> list[str]:
+def command(path: str, size: int | None, offset: int | None, max_size: int) -> list[str]:
     """`dd` reading `size` bytes (default and maximum `max_size`) from `offset` (default 0)."""
     size = max_size if size is None else size
     offset = 0 if offset is None else offset
@@ -21,12 +23,15 @@ def argv(path: str, size: int | None, offset: int | None, max_size: int) -> list
 
 
 def parse(stdout: bytes) -> str:
+    """The bytes read, as text (invalid UTF-8 replaced)."""
     return stdout.decode("utf-8", errors="replace")
 
 
-def refine_error(error: ApiError) -> ApiError:
-    """dd cannot seek to `offset` (past the largest file size the filesystem supports, or past the end
-    of an unseekable file): the caller's offset is out of range, a 400 rather than dd's 500."""
+def error_for(result: CommandResult) -> ApiError:
+    """`errors.error_for`, except that dd unable to seek to `offset` (past the largest file size the
+    filesystem supports, or past the end of an unseekable file) is the caller's offset out of range:
+    a 400 rather than dd's 500."""
+    error = errors.error_for(result)
     if error.http_status == 500 and "cannot skip" in error.message:
         return BadRequest(f"`offset` is out of range for this file ({error.message}).")
     return error
