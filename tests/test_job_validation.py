@@ -1,6 +1,7 @@
 """Unit tests of the compute service's request validation (`services.compute.validation`): control
 characters in any job text field, the working directory's file-system rules (shared with the file
-operations), environment names and values, listing filters, and the command-line size guard."""
+operations), environment names and values, job ids, attach commands, listing filters, and the
+command-line size guard of the runner every submission goes through."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from google.protobuf import json_format
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.common.config import load_config
 from services.common.errors import BadRequest
-from services.compute.slurm import cli, sbatch
-from services.compute.validation import control_character, job_query, job_spec
+from services.common.ssh import runner
+from services.compute.validation import attach_command, control_character, job_query, job_spec, require_job_id
+from services.slurm import sbatch
+from services.slurm.client import SlurmClient
+from services.slurm.scheduler import SlurmScheduler
 
 SCRIPT = "#!/bin/bash\necho hi\n"
 # Characters that end or cut a line somewhere between sbatch, Slurm's records and our parsers.
@@ -71,7 +75,7 @@ def test_a_newline_in_the_name_is_refused_and_the_message_shows_it(local):
 def test_harmless_text_passes_unchanged_into_one_sbatch_argument(local, value):
     s = spec(local, name=value, account=value, partition=value, constraints=value, reservation=value,
              standardOutput=f"/home/alice/{value}.out", env={"V": value})
-    argv = sbatch.argv(s, "marker")
+    argv = sbatch.command(s, "marker")
     for option in ("--job-name", "--account", "--partition", "--constraint", "--reservation"):
         assert f"{option}={value}" in argv
     assert f"--output=/home/alice/{value}.out" in argv and f"V={value}" in argv
@@ -149,11 +153,65 @@ def test_command_lines_longer_than_the_limit_are_400_before_any_ssh(local):
             ran.append(args)
             return SimpleNamespace(ok=True, exit_status=0, text=lambda: "1\n")
 
-    slurm = cli.SlurmCli(Pool())
+    slurm = SlurmScheduler(SlurmClient(runner.CommandRunner(Pool())))
     caller = SimpleNamespace(username="alice")
-    big = spec(local, env={"BIG": "x" * (cli.MAX_COMMAND_LINE + 1)})
+    big = spec(local, env={"BIG": "x" * (runner.MAX_COMMAND_LINE + 1)})
     with pytest.raises(BadRequest, match="too long"):
         asyncio.run(slurm.submit(caller, local, big, "m"))
     assert ran == []
     assert asyncio.run(slurm.submit(caller, local, spec(local, env={"OK": "x" * 60000}), "m")) == "1"
     assert len(ran) == 1
+
+
+def test_job_spec_accepts_every_working_directory_spelling_and_env_forms(local):
+    def parsed(**job):
+        return job_spec(json_format.ParseDict(dict(script="s", **job), compute_pb2.JobDescription()), local)
+    assert parsed(working_directory="/home/w").working_directory == "/home/w"  # the proto's own field name
+    assert parsed(currentWorkingDirectory="/scratch/c").working_directory == "/scratch/c"
+    assert parsed(workingDirectory="/home/w").env == (("F7T_version", "v2.0.0"),)
+    assert dict(parsed(workingDirectory="/home/w", env={"A": "1", "N": 3}).env) == {"A": "1", "N": "3"}
+    assert parsed(workingDirectory="/home/w", environment=["A=x=y"]).env == (("A", "x=y"),)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(script="s"),  # no working directory
+    dict(workingDirectory="rel", script="s"),
+    dict(workingDirectory="/home/w"),  # no script
+    dict(workingDirectory="/home/w", script="s", scriptPath="/x"),
+    dict(workingDirectory="/home/w", scriptPath="x.sh"),
+    dict(workingDirectory="/home/w", script="s", standardOutput="out.txt"),
+    dict(workingDirectory="/home/w", script="s", env={"A;B": "x"}),
+    dict(workingDirectory="/home/w", script="s", env=["NOEQUALS"]),
+])
+def test_job_spec_rejects(kw, local):
+    with pytest.raises(BadRequest):
+        job_spec(json_format.ParseDict(kw, compute_pb2.JobDescription()), local)
+
+
+@pytest.mark.parametrize("job_id", ["12", "abc12"])
+def test_job_id_valid(job_id):
+    assert require_job_id(job_id) == job_id
+
+
+@pytest.mark.parametrize("job_id", ["", "1;id", "1 2", "../1", "1\n"])
+def test_job_id_invalid(job_id):
+    with pytest.raises(BadRequest):
+        require_job_id(job_id)
+
+
+def test_time_window_default_and_invalid():
+    assert job_query(compute_pb2.ListJobsRequest(time_window="")).time_window == "24h"
+    assert job_query(compute_pb2.ListJobsRequest(time_window="7d")).time_window == "7d"
+    with pytest.raises(BadRequest, match="expected one of 1h, 8h, 24h, 3d, 7d"):
+        job_query(compute_pb2.ListJobsRequest(time_window="2h"))
+
+
+@pytest.mark.parametrize("command,message", [("", "Field required: command"), ("  \n", "Field required: command"),
+                                             ("echo a\x00b", "NUL bytes")])
+def test_attach_command_refused(command, message):
+    with pytest.raises(BadRequest, match=message):
+        attach_command(command)
+
+
+def test_attach_command_is_passed_on_unchanged():
+    assert attach_command("echo $HOSTNAME; id\n") == "echo $HOSTNAME; id\n"

@@ -1,32 +1,24 @@
 """The scheduler interface the compute service talks to; one implementation per workload manager.
 
-`service.py` validates requests and maps results to the API; a `Scheduler` runs the scheduler's
-commands as the caller and raises typed `ApiError`s. Slurm's CLI over SSH is `slurm.cli.SlurmCli`;
-slurmrestd or PBS would be further implementations of the same methods.
+`validation.py` turns requests into the `JobSpec` and `JobQuery` defined here, `service.py` maps
+results to the API; a `Scheduler` runs the scheduler's commands as the caller and raises typed
+`ApiError`s. Slurm's CLI over SSH is `services.slurm.scheduler.SlurmScheduler`; slurmrestd or PBS
+would be further implementations of the same methods.
 """
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.common.config import SystemConfig
-from services.common.errors import BadRequest
 from services.common.identity import Caller
 
-JOB_ID_RE = re.compile(r"^[a-zA-Z0-9]+$")
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # use with fullmatch
-TIME_WINDOWS = ("1h", "8h", "24h", "3d", "7d")
+# How far back a listing shows finished jobs (FirecREST v2's `time_window` values), in seconds: the
+# one definition (validation accepts these names, a scheduler turns them into its own filter).
+TIME_WINDOWS = {"1h": 3600, "8h": 8 * 3600, "24h": 24 * 3600, "3d": 3 * 24 * 3600, "7d": 7 * 24 * 3600}
 DEFAULT_TIME_WINDOW = "24h"
-
-
-def require_job_id(job_id: str) -> str:
-    """The job id if it is letters and digits only (FirecREST v2's path pattern), else 400."""
-    if not JOB_ID_RE.fullmatch(job_id or ""):
-        raise BadRequest(f"Invalid job id {job_id!r}: expected letters and digits only")
-    return job_id
 
 
 @dataclass(frozen=True)
@@ -49,7 +41,7 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobQuery:
-    """Filters of a job listing; empty strings mean "no filter"."""
+    """Filters of a job listing; empty strings mean "no filter"; `time_window` is a key of TIME_WINDOWS."""
 
     allusers: bool = False
     account: str = ""

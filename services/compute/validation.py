@@ -1,5 +1,6 @@
 """Validation of compute requests before anything reaches the scheduler: a submission becomes a
-`JobSpec`, a listing's filters a `JobQuery`; anything unacceptable is a 400 naming the field.
+`JobSpec`, a listing's filters a `JobQuery`, a job id and an attach command are checked; anything
+unacceptable is a 400 naming the field. The servicer calls these; schedulers trust what they get.
 
 Every text field of a job ends up as one `sbatch` argument (and, for whoever writes `#SBATCH`
 directives or reads `scontrol show -o` records, as part of one line): a control character there
@@ -13,6 +14,7 @@ system's configured filesystems). The stream and script paths must be absolute (
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 
 from google.protobuf import json_format
@@ -21,9 +23,10 @@ from firecrest_mesh.compute.v1 import compute_pb2
 from services.common import paths
 from services.common.config import SystemConfig
 from services.common.errors import BadRequest
-from services.compute.scheduler import (DEFAULT_TIME_WINDOW, ENV_NAME_RE, TIME_WINDOWS, JobQuery,
-                                        JobSpec)
+from services.compute.scheduler import DEFAULT_TIME_WINDOW, TIME_WINDOWS, JobQuery, JobSpec
 
+JOB_ID_RE = re.compile(r"^[a-zA-Z0-9]+$")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # use with fullmatch
 DEFAULT_ENV = (("F7T_version", "v2.0.0"),)  # FirecREST v2's default when no env is given
 # JSON names of the optional single-line fields, by proto field name.
 TEXT_FIELDS = {"name": "name", "account": "account", "partition": "partition",
@@ -134,6 +137,22 @@ def job_spec(job: compute_pb2.JobDescription, system: SystemConfig) -> JobSpec:
             single_line(value, f"job.{TEXT_FIELDS[f]}")
     return JobSpec(working_directory=working_directory(system, wd), env=environment(job), script=script,
                    script_path=script_path, **texts, **streams)
+
+
+def require_job_id(job_id: str) -> str:
+    """The job id if it is letters and digits only (FirecREST v2's path pattern), else 400."""
+    if not JOB_ID_RE.fullmatch(job_id or ""):
+        raise BadRequest(f"Invalid job id {job_id!r}: expected letters and digits only")
+    return job_id
+
+
+def attach_command(command: str) -> str:
+    """The shell command to run inside a job: not blank, no NUL byte."""
+    if not command.strip():
+        raise BadRequest("Field required: command")
+    if "\x00" in command:
+        raise BadRequest("Invalid command: it must not contain NUL bytes.")
+    return command
 
 
 def job_query(request: compute_pb2.ListJobsRequest) -> JobQuery:

@@ -1,18 +1,20 @@
-"""gRPC servicer of firecrest_mesh.status.v1.StatusService (FirecREST v2 `/status/...`)."""
+"""gRPC servicer of firecrest_mesh.status.v1.StatusService (FirecREST v2 `/status/...`).
+
+Thin: the configured systems with their latest health (`health.HealthChecker`), and the scheduler's
+view of a system (nodes, partitions, reservations, userinfo) through `services.slurm`'s `SlurmClient`,
+as the verified caller.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common import reflection, slurm_errors
+from services.common import reflection, rpc
 from services.common.config import Config, SystemConfig
-from services.common.identity import Caller, caller
-from services.common.ssh.command import CommandResult, shell_join, with_timeout
 from services.common.ssh.pool import SshPool
-from services.common.rpc import require_system
-from services.status.commands import nodes, partitions, reservations, userinfo
+from services.common.ssh.runner import CommandRunner
+from services.slurm.client import SlurmClient
 from services.status.health import HealthChecker
 
 
@@ -47,48 +49,32 @@ def system_view(system: SystemConfig, config: Config, health) -> status_pb2.Syst
 
 
 class StatusService(status_pb2_grpc.StatusServiceServicer):
-    def __init__(self, config: Config, pool: SshPool, health: HealthChecker):
+    def __init__(self, config: Config, slurm: SlurmClient, health: HealthChecker):
         self._config = config
-        self._pool = pool
+        self._slurm = slurm
         self._health = health
 
-    async def _run(self, who: Caller, system: SystemConfig, argv: list[str]) -> CommandResult:
-        """Runs a scheduler query; a failure becomes the error Slurm's message calls for (503 when the
-        scheduler is down, 408 on timeout, else 500 with the command's error text)."""
-        timeout = system.scheduler.timeout
-        result = await self._pool.run(who, system, shell_join(with_timeout(timeout, argv)), timeout=timeout + 2)
-        if not result.ok:
-            raise slurm_errors.error_for(result, argv[0])
-        return result
-
     async def ListSystems(self, request, context):
-        caller(context)  # any authenticated user may list systems
+        rpc.caller()  # any authenticated user may list systems
         return status_pb2.ListSystemsResponse(systems=[
             system_view(s, self._config, self._health.results[s.name]) for s in self._config.systems])
 
     async def ListNodes(self, request, context):
-        who, system = caller(context), require_system(self._config, request.system_name)
-        result = await self._run(who, system, nodes.ARGV)
-        return status_pb2.ListNodesResponse(nodes=nodes.parse(result.text()))
+        who, system = rpc.caller_and_system(self._config, request.system_name)
+        return status_pb2.ListNodesResponse(nodes=await self._slurm.nodes(who, system))
 
     async def ListPartitions(self, request, context):
-        who, system = caller(context), require_system(self._config, request.system_name)
-        result = await self._run(who, system, partitions.ARGV)
-        return status_pb2.ListPartitionsResponse(partitions=partitions.parse(result.text(), request.show_hidden))
+        who, system = rpc.caller_and_system(self._config, request.system_name)
+        return status_pb2.ListPartitionsResponse(
+            partitions=await self._slurm.partitions(who, system, request.show_hidden))
 
     async def ListReservations(self, request, context):
-        who, system = caller(context), require_system(self._config, request.system_name)
-        result = await self._run(who, system, reservations.ARGV)
-        return status_pb2.ListReservationsResponse(reservations=reservations.parse(result.text()))
+        who, system = rpc.caller_and_system(self._config, request.system_name)
+        return status_pb2.ListReservationsResponse(reservations=await self._slurm.reservations(who, system))
 
     async def GetUserInfo(self, request, context):
-        who, system = caller(context), require_system(self._config, request.system_name)
-        id_result, accounts = await asyncio.gather(
-            self._run(who, system, userinfo.ID_ARGV),
-            self._run(who, system, userinfo.accounts_argv(who.username)))
-        user, group, groups = userinfo.parse_id(id_result.text())
-        return status_pb2.GetUserInfoResponse(
-            user=user, group=group, groups=groups, accounts=userinfo.parse_accounts(accounts.text()))
+        who, system = rpc.caller_and_system(self._config, request.system_name)
+        return await self._slurm.userinfo(who, system)
 
     async def GetLiveness(self, request, context):
         runs = {name: h.finished_at for name, h in self._health.results.items() if h.finished_at}
@@ -99,8 +85,9 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
 
 def register(server, config: Config):
     pool = SshPool.for_service(config, "status")
-    health = HealthChecker(config, pool)
-    status_pb2_grpc.add_StatusServiceServicer_to_server(StatusService(config, pool, health), server)
+    health = HealthChecker(config, pool)  # its probes run on the pool directly (`sinfo --version`, `test -d`)
+    status_pb2_grpc.add_StatusServiceServicer_to_server(
+        StatusService(config, SlurmClient(CommandRunner(pool)), health), server)
     reflection.enable(server)  # the gateway routes /grpc.reflection.* here, for the whole API
     health.start()
 

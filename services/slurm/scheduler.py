@@ -1,8 +1,9 @@
-"""`SlurmCli`: the Slurm implementation of the scheduler interface, over pooled SSH as the caller.
+"""`SlurmScheduler`: compute's `Scheduler` interface implemented with Slurm's CLI (`SlurmClient`).
 
-Every command line is built as an argument list by its module and quoted by `shell_join`; every
-command is wrapped in coreutils `timeout` (Slurm's timeout from the config), so a stuck controller
-gives exit 124 → 408 while the SSH channel stays usable.
+The client runs and parses each command; this adds what a job operation needs on top: resolving an
+ambiguous submission by its marker, merging accounting (sacct) with the controller's queue (squeue),
+filtering the listing (squeue --json of 22.05 ignores filters), naming the uid that cancelled a job.
+Requests arrive validated (`services.compute.validation`).
 """
 
 from __future__ import annotations
@@ -13,63 +14,31 @@ import time
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.common.config import SystemConfig
-from services.common.errors import ApiError, BadRequest, InternalError, NotFound, RequestTimeout, SshConnectionFailed
+from services.common.errors import ApiError, NotFound
 from services.common.identity import Caller
-from services.common.ssh.command import CommandResult, shell_join, with_timeout
-from services.common.ssh.pool import SshPool
-from services.compute.scheduler import JobQuery, JobSpec, Scheduler, SchedulerJob
-from services.common import slurm_errors as errors
-from services.compute.slurm import getent, sacct, sbatch, scancel, scontrol, squeue, srun
-from services.common.slurm_errors import JOB_NOT_FOUND
+from services.compute.scheduler import TIME_WINDOWS, JobQuery, JobSpec, Scheduler, SchedulerJob
+from services.slurm import sacct
+from services.slurm.client import OutcomeUnknown, SlurmClient
+from services.slurm.errors import JOB_NOT_FOUND
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to finish the RPC
 _ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
-_WINDOW_SECONDS = {"1h": 3600, "8h": 8 * 3600, "24h": 86400, "3d": 3 * 86400, "7d": 7 * 86400}
 _UID_CACHE_SIZE = 4096  # uid → user name (or None: unknown) per system; uids are not re-used in practice
-# sshd runs the command line as one argument of the user's shell (`sh -c <line>`), which Linux limits to
-# 128 KiB; longer lines (a huge job environment) are refused before they reach the system.
-MAX_COMMAND_LINE = 64 * 1024
 
 
-class SlurmCli(Scheduler):
-    def __init__(self, pool: SshPool):
-        self._pool = pool
+class SlurmScheduler(Scheduler):
+    def __init__(self, slurm: SlurmClient):
+        self._slurm = slurm
         self._uid_names: dict[str, dict[int, str | None]] = {}
-
-    async def _exec(self, caller: Caller, system: SystemConfig, argv: list[str], *, stdin: bytes | None = None,
-                    timeout: int | None = None) -> CommandResult:
-        seconds = timeout or system.scheduler.timeout
-        line = shell_join(with_timeout(seconds, argv))
-        if len(line.encode("utf-8", errors="surrogatepass")) > MAX_COMMAND_LINE:
-            raise BadRequest(f"The request's parameters are too long (more than {MAX_COMMAND_LINE} bytes in "
-                             f"the command they make); a large job environment belongs in the job's script.")
-        # The SSH-side deadline is later than the remote `timeout`, so the remote one fires first.
-        return await self._pool.run(caller, system, line, stdin=stdin, timeout=seconds + 5)
-
-    async def _run(self, caller: Caller, system: SystemConfig, argv: list[str], name: str, **kw) -> CommandResult:
-        result = await self._exec(caller, system, argv, **kw)
-        if errors.failed(result):
-            raise errors.error_for(result, name)
-        return result
 
     # -- submit ----------------------------------------------------------------------------------
 
     async def submit(self, caller: Caller, system: SystemConfig, spec: JobSpec, marker: str) -> str:
-        stdin = spec.script.encode() if spec.script is not None else None
         try:
-            result = await self._exec(caller, system, sbatch.argv(spec, marker), stdin=stdin)
-        except (RequestTimeout, SshConnectionFailed) as exc:
-            # The SSH side gave up: sbatch may or may not have reached the controller.
-            return await self._settle(caller, system, marker, exc)
-        job_id = sbatch.parse(result.text()) if result.ok else None
-        if job_id is not None:
-            return job_id
-        if result.exit_status == 124:  # remote `timeout` killed sbatch: the RPC may have gone through
-            return await self._settle(caller, system, marker, errors.error_for(result, "sbatch"))
-        if errors.failed(result):
-            raise errors.error_for(result, "sbatch")
-        raise InternalError(f"Unexpected sbatch output: {result.text().strip()!r}")
+            return await self._slurm.submit(caller, system, spec, marker)
+        except OutcomeUnknown as unknown:
+            return await self._settle(caller, system, marker, unknown.error)
 
     async def _settle(self, caller: Caller, system: SystemConfig, marker: str, error: ApiError) -> str:
         """After an ambiguous submission: the job's id if it exists, else the original error."""
@@ -85,8 +54,7 @@ class SlurmCli(Scheduler):
 
     async def find_by_marker(self, caller: Caller, system: SystemConfig, marker: str) -> str | None:
         # sacct (22.05) does not record comments; the controller keeps ended jobs for MinJobAge.
-        result = await self._run(caller, system, squeue.ARGV, "squeue")
-        for j in squeue.parse(result.text(), int(time.time())):
+        for j in await self._slurm.queue(caller, system):
             if j.comment == marker and j.job.user == caller.username:
                 return j.job.job_id
         return None
@@ -97,20 +65,16 @@ class SlurmCli(Scheduler):
                                  job_id: str | None) -> tuple[list[SchedulerJob] | ApiError, list[SchedulerJob]]:
         """Accounting (sacct, or the error it raised) and the controller's queue (squeue), queried
         concurrently on the caller's pooled connection."""
-        delimiter = sacct.new_delimiter()
-        history, queue = await asyncio.gather(
-            self._run(caller, system, sacct.argv(caller.username, delimiter, query, job_id), "sacct"),
-            self._run(caller, system, squeue.ARGV, "squeue"), return_exceptions=True)
+        history, queue = await asyncio.gather(self._slurm.history(caller, system, query, job_id),
+                                              self._slurm.queue(caller, system), return_exceptions=True)
         for outcome in (history, queue):
             if isinstance(outcome, BaseException) and not isinstance(outcome, ApiError):
                 raise outcome
         if isinstance(queue, ApiError):
             raise queue
-        jobs = squeue.parse(queue.text(), int(time.time()))
         if isinstance(history, ApiError):
-            return history, jobs
-        rows = sacct.records(history.text(), delimiter)
-        return sacct.jobs(rows, await self._user_names(caller, system, rows)), jobs
+            return history, queue
+        return sacct.jobs(history, await self._user_names(caller, system, history)), queue
 
     async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
         """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
@@ -123,12 +87,11 @@ class SlurmCli(Scheduler):
         missing = wanted - names.keys() - cache.keys()
         if missing:
             try:
-                result = await self._exec(caller, system, getent.argv(missing))
+                found = await self._slurm.user_names(caller, system, missing)
             except ApiError as exc:  # a missing name is not worth failing the request for
                 log.warning("uid look-up failed: %s", exc.message)
-                result = None
-            if result is not None and result.exit_status in getent.ANSWERED:
-                found = getent.parse(result.text())
+                found = None
+            if found is not None:
                 if len(cache) > _UID_CACHE_SIZE:
                     cache.clear()
                 cache.update({uid: found.get(uid) for uid in missing})
@@ -152,7 +115,7 @@ class SlurmCli(Scheduler):
         history, queue = await self._history_and_queue(caller, system, query, None)
         if isinstance(history, ApiError):
             raise history  # a list without the accounting history would silently miss jobs
-        oldest = int(time.time()) - _WINDOW_SECONDS[query.time_window]
+        oldest = int(time.time()) - TIME_WINDOWS[query.time_window]
 
         def wanted(j: SchedulerJob) -> bool:  # squeue --json (22.05) ignores every filter: filter here
             job = j.job
@@ -183,18 +146,10 @@ class SlurmCli(Scheduler):
         return jobs
 
     async def job_metadata(self, caller: Caller, system: SystemConfig, job_id: str) -> compute_pb2.JobMetadata:
-        # The script first: Slurm gives it to the job's owner (and operators) only → 403 otherwise.
-        script, show = await asyncio.gather(
-            self._exec(caller, system, scontrol.script_argv(job_id)),
-            self._exec(caller, system, scontrol.show_argv(job_id)))
-        for result, name in ((script, "scontrol"), (show, "scontrol")):
-            if errors.failed(result):
-                raise errors.error_for(result, name)
-        return scontrol.parse_metadata(job_id, show.text(), script.text())
+        return await self._slurm.job_metadata(caller, system, job_id)
 
     async def cancel(self, caller: Caller, system: SystemConfig, job_id: str) -> None:
-        await self._run(caller, system, scancel.argv(job_id), "scancel")
+        await self._slurm.cancel(caller, system, job_id)
 
     async def attach(self, caller: Caller, system: SystemConfig, job_id: str, command: str) -> None:
-        await self._run(caller, system, srun.argv(job_id, command), "srun",
-                        timeout=system.ssh.timeouts.command_execution)
+        await self._slurm.attach(caller, system, job_id, command)

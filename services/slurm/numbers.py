@@ -1,19 +1,26 @@
-"""Small converters shared by the Slurm parsers: JSON numbers of any Slurm release, nullable values.
+"""Slurm's numbers, the one reader of them, whatever release or output prints them.
 
-Slurm 22.05 (openapi v0.0.38) prints plain numbers and null; 23.02+ prints
-`{"set": bool, "infinite": bool, "number": n}`. `number()` reads both.
+- JSON of Slurm 22.05 (openapi v0.0.38, `squeue --json`, `sinfo --json`): plain numbers, or null.
+- JSON of 23.02+: `{"set": bool, "infinite": bool, "number": n}`; unset or infinite is no number.
+- Text (`scontrol -o`, `sacct --parsable2`): `8`; `UNLIMITED`, `Unknown`, `(null)`, `N/A` or
+  nothing is no number.
+
+`number()` gives an int or None and each caller says what "no number" means for its field (`or 0` for
+a count, None for a time not reached yet). Used by every parser of the package.
 """
 
 from __future__ import annotations
 
-from google.protobuf import struct_pb2
+import re
 
 INFINITE32 = 0xFFFFFFFF  # Slurm's INFINITE / NO_VAL sentinels in 32-bit fields
 NO_VAL32 = 0xFFFFFFFE
 
+_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.\d+)?$")  # [D-][HH:]MM:SS[.mmm]
+
 
 def number(value) -> int | None:
-    """An integer from a Slurm JSON number (plain or {"set","infinite","number"}), or None."""
+    """An integer from a Slurm number (plain JSON, {"set","infinite","number"} or text), or None."""
     if isinstance(value, dict):
         if not value.get("set", True) or value.get("infinite"):
             return None
@@ -24,20 +31,6 @@ def number(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def null() -> struct_pb2.Value:
-    return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
-
-
-def num(value: int | float | None) -> struct_pb2.Value:
-    """A JSON number, or null for None."""
-    return null() if value is None else struct_pb2.Value(number_value=value)
-
-
-def text(value: str | None) -> struct_pb2.Value:
-    """A JSON string, or null for None."""
-    return null() if value is None else struct_pb2.Value(string_value=str(value))
 
 
 def epoch(value) -> int | None:
@@ -52,6 +45,15 @@ def limit_seconds(minutes) -> int | None:
     if n is None or n >= NO_VAL32:
         return None
     return n * 60
+
+
+def duration_seconds(value: str) -> int | None:
+    """Seconds of a `[D-][HH:]MM:SS` duration (sacct's `Suspended`), or None."""
+    m = _DURATION.match(value)
+    if not m:
+        return None
+    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def wait_status(raw: int | None) -> tuple[int | None, int | None]:

@@ -10,9 +10,12 @@ import json
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import SchedulerJob
-from services.compute.slurm.values import epoch, limit_seconds, num, number, text, wait_status
+from services.slurm.numbers import epoch, limit_seconds, number, wait_status
+from services.slurm.values import num, text
 
-ARGV = ["squeue", "--json"]
+
+def command() -> list[str]:
+    return ["squeue", "--json"]
 
 
 def _state(value) -> str:

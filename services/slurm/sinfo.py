@@ -1,12 +1,12 @@
-"""Compute nodes from `sinfo --json` (machine-readable; no column positions)."""
+"""`sinfo --all --json`: the compute nodes (machine-readable; no column positions)."""
 
 from __future__ import annotations
 
 import json
 
 from firecrest_mesh.status.v1 import status_pb2
+from services.slurm.numbers import number
 
-ARGV = ["sinfo", "--all", "--json"]
 _STATE_SUFFIXES = "*+~#%$@!^-"
 _STATE_NAMES = {
     "idle": "IDLE", "alloc": "ALLOCATED", "allocated": "ALLOCATED", "mix": "MIXED", "mixed": "MIXED",
@@ -17,6 +17,10 @@ _STATE_NAMES = {
     "powering_up": "POWERING_UP", "boot": "POWERING_UP", "fail": "DOWN", "maint": "RESERVED",
     "npc": "BUSY", "inval": "UNKNOWN",
 }
+
+
+def command() -> list[str]:
+    return ["sinfo", "--all", "--json"]
 
 
 def normalize_state(state: str) -> str:
@@ -37,27 +41,20 @@ def _states(node: dict) -> list[str]:
     return seen
 
 
-def _number(value) -> float:
-    """sinfo JSON numbers are plain in 22.05 and {"set","number"} objects in later releases."""
-    if isinstance(value, dict):
-        return value.get("number", 0) if value.get("set", True) else 0
-    return value or 0
-
-
 def parse(stdout: str) -> list[status_pb2.Node]:
-    data = json.loads(stdout)
     nodes = []
-    for n in data.get("nodes", []):
+    for n in json.loads(stdout).get("nodes", []):
+        count = {key: number(n.get(key)) or 0 for key in (
+            "sockets", "cores", "threads", "cpus", "cpu_load", "free_memory", "weight", "alloc_memory",
+            "alloc_cpus", "idle_cpus")}
         features = n.get("features", "")
         nodes.append(status_pb2.Node(
-            sockets=int(_number(n.get("sockets"))), cores=int(_number(n.get("cores"))),
-            threads=int(_number(n.get("threads"))), cpus=int(_number(n.get("cpus"))),
-            cpu_load=_number(n.get("cpu_load")) / 100.0,  # Slurm reports load × 100
-            free_memory=int(_number(n.get("free_memory"))),
+            sockets=count["sockets"], cores=count["cores"], threads=count["threads"], cpus=count["cpus"],
+            cpu_load=count["cpu_load"] / 100.0,  # Slurm reports load × 100
+            free_memory=count["free_memory"],
             features=",".join(features) if isinstance(features, list) else str(features or ""),
             name=n.get("name", ""), address=n.get("address", ""), hostname=n.get("hostname", ""),
-            state=_states(n), partitions=list(n.get("partitions", []) or []),
-            weight=int(_number(n.get("weight"))), alloc_memory=int(_number(n.get("alloc_memory"))),
-            alloc_cpus=int(_number(n.get("alloc_cpus"))), idle_cpus=int(_number(n.get("idle_cpus"))),
+            state=_states(n), partitions=list(n.get("partitions", []) or []), weight=count["weight"],
+            alloc_memory=count["alloc_memory"], alloc_cpus=count["alloc_cpus"], idle_cpus=count["idle_cpus"],
         ))
     return nodes

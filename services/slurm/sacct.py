@@ -9,12 +9,13 @@ delimiter is therefore a fresh random string per query (`new_delimiter()`): a jo
 contain it, so splitting the whole output on it gives every field exactly, and a record boundary
 is the last newline inside the token that joins one record's last field (`JobName`) to the next
 record's first (`JobIDRaw`, never free text). Each record must have exactly `len(FIELDS)` fields and
-a well-formed id; when the output does not add up (a name holding the delimiter), `records()` falls
+a well-formed id; when the output does not add up (a name holding the delimiter), `parse()` falls
 back to a line-by-line reading that keeps only well-formed lines of ids seen once, so a malformed
 record can hide a job but never alter another job's fields.
 
-Times are epoch seconds (`SLURM_TIME_FORMAT=%s`). The user who cancelled a job is a uid in the
-state ("CANCELLED by 0"); `kill_request_users()` lists the uids to name, `jobs()` takes the names.
+Times are epoch seconds (`SLURM_TIME_FORMAT=%s`). `parse()` gives the records (field name → text);
+the user who cancelled a job is a uid in the state ("CANCELLED by 0"): `kill_request_users()` lists
+the uids to name, `jobs()` takes the names and builds the jobs with their steps.
 """
 
 from __future__ import annotations
@@ -25,19 +26,18 @@ import secrets
 from collections import Counter
 
 from firecrest_mesh.compute.v1 import compute_pb2
-from services.compute.scheduler import JobQuery, SchedulerJob
-from services.compute.slurm.values import epoch, exit_pair, limit_seconds, num, text
+from services.compute.scheduler import TIME_WINDOWS, JobQuery, SchedulerJob
+from services.slurm.numbers import duration_seconds, epoch, exit_pair, limit_seconds, number
+from services.slurm.values import num, text
 
 log = logging.getLogger(__name__)
 
-_WINDOW = {"1h": "now-1hours", "8h": "now-8hours", "24h": "now-24hours", "3d": "now-3days", "7d": "now-7days"}
 # JobIDRaw first (never free text: it anchors record boundaries); free text (WorkDir, JobName) last.
 FIELDS = ("JobIDRaw", "State", "ExitCode", "Reason", "Account", "AllocNodes", "Cluster", "Group", "NodeList",
           "Partition", "Priority", "UID", "User", "ElapsedRaw", "Start", "End", "Suspended", "TimelimitRaw",
           "WorkDir", "JobName")
 _ID = re.compile(r"^(\d+)(?:\.([A-Za-z0-9_+-]+))?$")  # "4242" (a job) or "4242.batch", "4242.0" (steps)
 _CANCELLED_BY = re.compile(r"^CANCELLED by (\d+)$")
-_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.\d+)?$")  # [D-][HH:]MM:SS[.mmm]
 
 
 def new_delimiter() -> str:
@@ -55,7 +55,7 @@ def _filters(username: str, query: JobQuery | None, job_id: str | None) -> list[
         return ["--allusers", f"--jobs={job_id}"]
     assert query is not None
     args = ["--allusers"] if query.allusers else [f"--user={username}"]
-    args.append(f"--starttime={_WINDOW[query.time_window]}")
+    args.append(f"--starttime=now-{TIME_WINDOWS[query.time_window]}seconds")
     # sacct reads a comma as a list separator, and slurmdbd fails on some non-ASCII filters ("Unknown
     # error 1267"): such values are not passed on (the service filters every record by exact value).
     if query.account and _server_side(query.account):
@@ -65,8 +65,8 @@ def _filters(username: str, query: JobQuery | None, job_id: str | None) -> list[
     return args
 
 
-
-def argv(username: str, delimiter: str, query: JobQuery | None = None, job_id: str | None = None) -> list[str]:
+def command(username: str, delimiter: str, query: JobQuery | None = None, job_id: str | None = None) -> list[str]:
+    """The caller's jobs within the query's window (filters it can apply exactly), or one job by id."""
     return ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--parsable2", "--noheader", f"--delimiter={delimiter}",
             f"--format={','.join(FIELDS)}", *_filters(username, query, job_id)]
 
@@ -108,7 +108,7 @@ def _line_by_line(stdout: str, delimiter: str) -> list[dict[str, str]]:
     return [r for r in records if seen[r["JobIDRaw"]] == 1]
 
 
-def records(stdout: str, delimiter: str) -> list[dict[str, str]]:
+def parse(stdout: str, delimiter: str) -> list[dict[str, str]]:
     """The output's records (field name → text), jobs and steps in sacct's order."""
     exact = _exact(stdout, delimiter)
     if exact is not None:
@@ -131,25 +131,12 @@ def kill_request_users(rows: list[dict[str, str]]) -> set[int]:
 
 def known_users(rows: list[dict[str, str]]) -> dict[int, str]:
     """uid → user name, as the job records pair them."""
-    return {int(r["UID"]): r["User"] for r in rows if r["UID"].isdigit() and r["User"]}
-
-
-def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
-
-
-def _duration(value: str) -> int | None:
-    """Seconds of `[D-][HH:]MM:SS` (sacct's `Suspended`)."""
-    m = _DURATION.match(value)
-    if not m:
-        return None
-    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return {uid: r["User"] for r in rows if (uid := number(r["UID"])) is not None and r["User"]}
 
 
 def _time(r: dict[str, str], limit: int | None = None) -> compute_pb2.JobTime:
-    return compute_pb2.JobTime(elapsed=num(_int(r["ElapsedRaw"])), start=num(epoch(_int(r["Start"]))),
-                               end=num(epoch(_int(r["End"]))), suspended=num(_duration(r["Suspended"]) or 0),
+    return compute_pb2.JobTime(elapsed=num(number(r["ElapsedRaw"])), start=num(epoch(r["Start"])),
+                               end=num(epoch(r["End"])), suspended=num(duration_seconds(r["Suspended"]) or 0),
                                limit=num(limit))
 
 
@@ -177,9 +164,9 @@ def jobs(rows: list[dict[str, str]], user_names: dict[int, str]) -> list[Schedul
         killer = user_names.get(int(cancelled_by.group(1))) if cancelled_by else None
         job = compute_pb2.Job(
             job_id=job_id, name=r["JobName"], status=_status(r, r["Reason"]), tasks=[],
-            time=_time(r, limit_seconds(_int(r["TimelimitRaw"]))), account=text(r["Account"]),
-            allocation_nodes=_int(r["AllocNodes"]) or 0, cluster=r["Cluster"], group=text(r["Group"]),
+            time=_time(r, limit_seconds(r["TimelimitRaw"])), account=text(r["Account"]),
+            allocation_nodes=number(r["AllocNodes"]) or 0, cluster=r["Cluster"], group=text(r["Group"]),
             nodes=r["NodeList"], partition=r["Partition"], kill_request_user=text(killer), user=r["User"],
-            working_directory=r["WorkDir"], priority=num(_int(r["Priority"])))
+            working_directory=r["WorkDir"], priority=num(number(r["Priority"])))
         by_id[job_id] = SchedulerJob(job=job, account=r["Account"])
     return list(by_id.values())

@@ -7,5 +7,10 @@ via `/bin/sh -c`, so it is one quoted argument here and only the job's shell int
 from __future__ import annotations
 
 
-def argv(job_id: str, command: str) -> list[str]:
-    return ["srun", f"--jobid={job_id}", "--overlap", "--", "/bin/sh", "-c", command]
+def command(job_id: str, shell_command: str) -> list[str]:
+    return ["srun", f"--jobid={job_id}", "--overlap", "--", "/bin/sh", "-c", shell_command]
+
+
+def parse(stdout: str) -> str:
+    """What the command printed (the API does not return it: attaching answers 204)."""
+    return stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 ANSWERED = (0, 2)  # every key found / some keys unknown (their absence is the answer)
 
 
-def argv(uids: set[int]) -> list[str]:
+def command(uids: set[int]) -> list[str]:
     return ["getent", "passwd", *(str(uid) for uid in sorted(uids))]
 
 

@@ -24,20 +24,21 @@ ENV_FILE_SCRIPT = ('n=$1; shift; vars=("${@:1:n}"); shift "$n"; '
                    'exec "$@" 3< <(env -0; if [ "$n" -gt 0 ]; then printf \'%s\\0\' "${vars[@]}"; fi)')
 
 
-def argv(spec: JobSpec, marker: str) -> list[str]:
-    """The argument list; the script text (if any) goes to stdin."""
+def command(spec: JobSpec, marker: str) -> list[str]:
+    """The argument list; the script text (if any) goes to stdin. The job environment reaches sbatch
+    on file descriptor 3 (see the module's docstring)."""
     definitions = [f"{k}={v}" for k, v in spec.env]
-    command = ["sbatch", "--parsable", "--export=ALL", "--export-file=3", f"--chdir={spec.working_directory}",
-               f"--comment={marker}"]
+    sbatch = ["sbatch", "--parsable", "--export=ALL", "--export-file=3", f"--chdir={spec.working_directory}",
+              f"--comment={marker}"]
     for option, value in (("--job-name", spec.name), ("--partition", spec.partition),
                           ("--reservation", spec.reservation), ("--account", spec.account),
                           ("--constraint", spec.constraints), ("--input", spec.standard_input),
                           ("--output", spec.standard_output), ("--error", spec.standard_error)):
         if value:
-            command.append(f"{option}={value}")
+            sbatch.append(f"{option}={value}")
     if spec.script_path:
-        command += ["--", spec.script_path]
-    return ["bash", "-c", ENV_FILE_SCRIPT, "bash", str(len(definitions)), *definitions, *command]
+        sbatch += ["--", spec.script_path]
+    return ["bash", "-c", ENV_FILE_SCRIPT, "bash", str(len(definitions)), *definitions, *sbatch]
 
 
 def parse(stdout: str) -> str | None:

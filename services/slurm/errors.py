@@ -1,5 +1,5 @@
-"""Slurm's error messages (stderr) → the API error a user can act on. Used by every service that
-runs Slurm commands (compute, status).
+"""Slurm's error messages (stderr) → the API error a user can act on: the one table, used by
+`SlurmClient` for every Slurm command (compute's and status's).
 
 Slurm CLIs report problems as text on stderr (often with exit status 0, e.g. `scancel`), so the
 mapping matches the message itself. Order matters: the first matching rule wins.
@@ -46,6 +46,11 @@ def slurm_message(stderr: str) -> str:
         elif line and not re.match(r"^[\w-]+: (Terminating job|Check SLURM_JOB_ID|forcing|got SIG)", line):
             lines.append(line)
     return "\n".join(lines) or stderr.strip()
+
+
+def program(argv: list[str]) -> str:
+    """The program an argument list runs, for messages: `sacct` of `env SLURM_TIME_FORMAT=%s sacct ...`."""
+    return next((arg for arg in argv if arg != "env" and "=" not in arg), argv[0])
 
 
 def error_for(result: CommandResult, command: str) -> ApiError:

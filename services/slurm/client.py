@@ -1,0 +1,130 @@
+"""`SlurmClient`: Slurm's commands run on a system as the caller, through the one `CommandRunner`.
+
+Each method builds its command with the command's module, runs it under the system's scheduler
+timeout (`scheduler.timeout`; exit 124 → 408), turns a failure into the API error `errors` gives for
+Slurm's message, and returns what the module parses. Callers: the status servicer (nodes, partitions,
+reservations, userinfo) and compute's `SlurmScheduler` (jobs), which adds the policy on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from firecrest_mesh.compute.v1 import compute_pb2
+from firecrest_mesh.status.v1 import status_pb2
+from services.common.config import SystemConfig
+from services.common.errors import ApiError, InternalError, RequestTimeout, SshConnectionFailed
+from services.common.identity import Caller
+from services.common.ssh.command import CommandResult
+from services.common.ssh.runner import CommandRunner, FailureTest, exited_non_zero
+from services.compute.scheduler import JobQuery, JobSpec, SchedulerJob
+from services.slurm import (errors, getent, posix_id, sacct, sacctmgr, sbatch, scancel, scontrol_batch_script,
+                            scontrol_job, scontrol_partitions, scontrol_reservations, sinfo, squeue, srun)
+
+
+class OutcomeUnknown(Exception):
+    """sbatch may or may not have reached the controller (the SSH side or the remote `timeout` gave
+    up first): whether the job exists is for its marker to tell. `error` is what to answer otherwise."""
+
+    def __init__(self, error: ApiError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class SlurmClient:
+    def __init__(self, runner: CommandRunner):
+        self._runner = runner
+
+    async def execute(self, caller: Caller, system: SystemConfig, argv: list[str], *, stdin: bytes | None = None,
+                      timeout: int | None = None) -> CommandResult:
+        """The result of `argv` whatever its exit status (for commands whose outcome needs a closer look)."""
+        return await self._runner.execute(caller, system, argv, timeout=timeout or system.scheduler.timeout,
+                                          stdin=stdin)
+
+    async def run(self, caller: Caller, system: SystemConfig, argv: list[str], *, failed: FailureTest = errors.failed,
+                  timeout: int | None = None) -> CommandResult:
+        """The result of `argv`; a failure (by default: non-zero exit or an `error:` line on stderr, as
+        `scancel` and `scontrol write batch_script` refuse with exit 0) raises Slurm's API error."""
+        name = errors.program(argv)
+        return await self._runner.run(caller, system, argv, timeout=timeout or system.scheduler.timeout,
+                                      error_for=lambda result: errors.error_for(result, name), failed=failed)
+
+    async def _query(self, caller: Caller, system: SystemConfig, argv: list[str]) -> str:
+        """The output of a status query; it failed only when it exited non-zero (these commands may print
+        `error:` warnings, e.g. about slurm.conf, and still answer)."""
+        return (await self.run(caller, system, argv, failed=exited_non_zero)).text()
+
+    # -- the system: status's queries --------------------------------------------------------------
+
+    async def nodes(self, caller: Caller, system: SystemConfig) -> list[status_pb2.Node]:
+        return sinfo.parse(await self._query(caller, system, sinfo.command()))
+
+    async def partitions(self, caller: Caller, system: SystemConfig, show_hidden: bool) -> list[status_pb2.Partition]:
+        return scontrol_partitions.parse(await self._query(caller, system, scontrol_partitions.command()), show_hidden)
+
+    async def reservations(self, caller: Caller, system: SystemConfig) -> list[status_pb2.Reservation]:
+        return scontrol_reservations.parse(await self._query(caller, system, scontrol_reservations.command()))
+
+    async def userinfo(self, caller: Caller, system: SystemConfig) -> status_pb2.GetUserInfoResponse:
+        """The caller's POSIX identity (`id`) and Slurm accounts (`sacctmgr`), queried concurrently."""
+        ids, accounts = await asyncio.gather(self._query(caller, system, posix_id.command()),
+                                             self._query(caller, system, sacctmgr.command(caller.username)))
+        user, group, groups = posix_id.parse(ids)
+        return status_pb2.GetUserInfoResponse(user=user, group=group, groups=groups, accounts=sacctmgr.parse(accounts))
+
+    # -- jobs: compute's commands ------------------------------------------------------------------
+
+    async def submit(self, caller: Caller, system: SystemConfig, spec: JobSpec, marker: str) -> str:
+        """The new job's id; `OutcomeUnknown` when sbatch may have submitted it without saying so."""
+        stdin = spec.script.encode() if spec.script is not None else None
+        try:
+            result = await self.execute(caller, system, sbatch.command(spec, marker), stdin=stdin)
+        except (RequestTimeout, SshConnectionFailed) as exc:
+            raise OutcomeUnknown(exc) from None  # the SSH side gave up: sbatch may have reached the controller
+        job_id = sbatch.parse(result.text()) if result.ok else None
+        if job_id is not None:
+            return job_id
+        if result.exit_status == 124:  # remote `timeout` killed sbatch: the RPC may have gone through
+            raise OutcomeUnknown(errors.error_for(result, "sbatch"))
+        if errors.failed(result):
+            raise errors.error_for(result, "sbatch")
+        raise InternalError(f"Unexpected sbatch output: {result.text().strip()!r}")
+
+    async def queue(self, caller: Caller, system: SystemConfig) -> list[SchedulerJob]:
+        """Every job the controller holds (all users': squeue --json of 22.05 ignores filters)."""
+        result = await self.run(caller, system, squeue.command())
+        return squeue.parse(result.text(), int(time.time()))
+
+    async def history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
+                      job_id: str | None) -> list[dict[str, str]]:
+        """Accounting records (sacct) of the query's jobs or of one job, steps included."""
+        delimiter = sacct.new_delimiter()
+        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id))
+        return sacct.parse(result.text(), delimiter)
+
+    async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:
+        """uid → name of those of `uids` the system knows; None when the look-up itself failed."""
+        result = await self.execute(caller, system, getent.command(uids))
+        return getent.parse(result.text()) if result.exit_status in getent.ANSWERED else None
+
+    async def job_metadata(self, caller: Caller, system: SystemConfig, job_id: str) -> compute_pb2.JobMetadata:
+        """The job's script and stream paths (queried concurrently)."""
+        script, show = await asyncio.gather(
+            self.execute(caller, system, scontrol_batch_script.command(job_id)),
+            self.execute(caller, system, scontrol_job.command(job_id)))
+        for result in (script, show):  # the script's error first: Slurm gives it to the job's owner only → 403
+            if errors.failed(result):
+                raise errors.error_for(result, "scontrol")
+        metadata = scontrol_job.parse(show.text(), job_id)
+        metadata.script = scontrol_batch_script.parse(script.text())
+        return metadata
+
+    async def cancel(self, caller: Caller, system: SystemConfig, job_id: str) -> None:
+        scancel.parse((await self.run(caller, system, scancel.command(job_id))).text())
+
+    async def attach(self, caller: Caller, system: SystemConfig, job_id: str, command: str) -> None:
+        """Runs `command` in the job, under the SSH command timeout (a command may run longer than a query)."""
+        result = await self.run(caller, system, srun.command(job_id, command),
+                                timeout=system.ssh.timeouts.command_execution)
+        srun.parse(result.text())

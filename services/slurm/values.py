@@ -1,0 +1,20 @@
+"""Nullable JSON values of the API (`google.protobuf.Value`) for the fields of jobs read from Slurm:
+a number or a string where Slurm has one, JSON null where it has none. Used by `sacct` and `squeue`."""
+
+from __future__ import annotations
+
+from google.protobuf import struct_pb2
+
+
+def null() -> struct_pb2.Value:
+    return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+
+
+def num(value: int | float | None) -> struct_pb2.Value:
+    """A JSON number, or null for None."""
+    return null() if value is None else struct_pb2.Value(number_value=value)
+
+
+def text(value: str | None) -> struct_pb2.Value:
+    """A JSON string, or null for None."""
+    return null() if value is None else struct_pb2.Value(string_value=str(value))
