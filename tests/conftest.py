@@ -1,7 +1,13 @@
-"""Shared fixtures: the running mesh (started by `make up`), real tokens, REST and gRPC clients.
+"""Shared fixtures: the running mesh (started by `make up`), real tokens, REST and gRPC clients; and
+the test kinds.
 
-Integration tests talk to the real gateway on the configured address with tokens from the real
-identity provider. They fail (not skip) when the mesh is down: `make test` starts it first.
+Tests live by kind, each folder a pytest marker of the same name (`pytest -m faults` runs one kind):
+- `unit/`: no running processes (parsers, validation, config, the gateway's rendering, the server's
+  error path in process);
+- `integration/`: the running stack through the real gateway, sshd, Slurm and identity provider;
+- `security/`: integration tests of the trust boundaries (mutual TLS, tokens, hostile input);
+- `faults/`: stop and start shared processes (run last; alone with `-m faults`).
+Integration tests fail (not skip) when the mesh is down: `make test` starts it first.
 """
 
 from __future__ import annotations
@@ -96,6 +102,43 @@ def grpc_metadata(token):
     def make(user: str = "alice"):
         return (("authorization", f"Bearer {token(user)}"),)
     return make
+
+
+KINDS = ("unit", "integration", "security", "faults")
+
+
+def _kind(item) -> str:
+    parts = item.path.relative_to(item.config.rootpath / "tests").parts
+    return parts[0] if parts[0] in KINDS else "integration"
+
+
+def pytest_configure(config):
+    for kind in KINDS:
+        config.addinivalue_line("markers", f"{kind}: tests of the tests/{kind}/ folder")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every test with its kind; fault tests (they stop shared processes) run last."""
+    for item in items:
+        item.add_marker(_kind(item))
+    items.sort(key=lambda item: _kind(item) == "faults")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per kind: how many passed, failed, errored or were skipped."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome == "passed":
+                continue
+            kind = next((k for k in KINDS if f"tests/{k}/" in report.nodeid), "integration")
+            counts.setdefault(kind, {}).setdefault(outcome, 0)
+            counts[kind][outcome] += 1
+    if counts:
+        terminalreporter.section("tests by kind")
+        for kind in KINDS:
+            if kind in counts:
+                terminalreporter.write_line(f"{kind:12} " + ", ".join(f"{n} {o}" for o, n in counts[kind].items()))
 
 
 def pytest_report_header(config):

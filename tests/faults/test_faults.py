@@ -15,7 +15,7 @@ from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import shell_join
 from services.common.ssh.pool import SshPool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mesh(*args: str) -> None:
