@@ -18,6 +18,7 @@ install:
 gen: install
 	bash scripts/gen.sh
 	$(PY) -m gateway.render --example
+	$(PY) scripts/routes.py
 
 gateway-example: install
 	$(PY) -m gateway.render --example

@@ -17,3 +17,10 @@ def test_generated_code_is_fresh():
     result = subprocess.run(["bash", "scripts/gen.sh", "--check"], cwd=ROOT, capture_output=True, text=True,
                             env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_route_table_is_fresh():
+    """docs/api-routes.md is generated from the protos (`make gen`); stale means someone edited a rule."""
+    result = subprocess.run([sys.executable, "scripts/routes.py", "--check"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
