@@ -60,6 +60,20 @@ def wait_for_state(client, system, job_id, wanted: str) -> dict:
         time.sleep(0.5)
 
 
+def listed_until(client, system, states: dict[str, str]) -> dict[str, dict]:
+    """The 1h job listing once it shows every job of `states` in its state (fails after FINAL_WAIT)."""
+    deadline = time.monotonic() + FINAL_WAIT
+    while True:
+        resp = client.get(f"/compute/{system}/jobs", params={"time_window": "1h"})
+        assert resp.status_code == 200, resp.text
+        listed = {j["jobId"]: j for j in resp.json()["jobs"]}
+        if all(listed.get(j, {}).get("status", {}).get("state") == st for j, st in states.items()):
+            return listed
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the listing never showed {states}: {[(j, listed.get(j)) for j in states]}")
+        time.sleep(0.5)
+
+
 def read_when_written(path: str, expected: str) -> str:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -153,9 +167,8 @@ def test_hostile_job_name_round_trips_and_leaves_other_jobs_alone(api, alice, sy
     assert final["name"] == name and final["status"]["exitCode"] == 4
     plain = wait_for_state(alice, system, other, "COMPLETED")
     assert plain["name"] == "plain" and plain["status"]["exitCode"] == 0
-    time.sleep(3)  # accounting has both jobs (the list merges sacct with the queue)
-    resp = api("alice").get(f"/compute/{system}/jobs", params={"time_window": "1h"})
-    listed = {j["jobId"]: j for j in resp.json()["jobs"]}
+    # The list merges accounting (sacct) with the queue: poll until it shows both finished jobs.
+    listed = listed_until(api("alice"), system, {job_id: "FAILED", other: "COMPLETED"})
     assert listed[job_id]["name"] == name and listed[other]["name"] == "plain"
     assert listed[other]["status"]["state"] == "COMPLETED"
 
@@ -307,6 +320,32 @@ def test_idempotency_key_makes_a_retried_submit_return_the_same_job(api, system)
     bob = api("bob").post(f"/compute/{system}/jobs", headers={"Idempotency-Key": key},
                           json={"job": {"working_directory": "/home/bob", "script": "#!/bin/bash\ntrue\n"}})
     assert bob.status_code == 201 and bob.json()["jobId"] != first.json()["jobId"]
+
+
+def test_concurrent_submits_with_the_same_key_make_one_job(api, system):
+    """Two submits with one Idempotency-Key at the same moment, through the gateway: the same job id
+    for both, and exactly one job in Slurm."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"concurrent-key-{uuid.uuid4().hex[:8]}"
+    body = {"job": {"name": name, "working_directory": "/home/alice", "script": "#!/bin/bash\nsleep 1\n"}}
+    key = uuid.uuid4().hex
+    clients = [api("alice"), api("alice")]  # two connections: the requests really overlap
+    start = threading.Barrier(len(clients))
+
+    def post(client):
+        start.wait(10)
+        return client.post(f"/compute/{system}/jobs", json=body, headers={"Idempotency-Key": key})
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(post, clients))
+    assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
+    job_ids = {r.json()["jobId"] for r in answers}
+    assert len(job_ids) == 1
+    env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/usr/bin:/bin"}
+    in_slurm = subprocess.run(["squeue", "-h", "-u", "alice", "-n", name, "-t", "all", "-o", "%i"],
+                              capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert in_slurm == list(job_ids), "exactly one job was submitted"
 
 
 def test_relative_working_directory_is_400(api, system):
