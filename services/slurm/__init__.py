@@ -6,7 +6,8 @@ about Slurm lives here.
   `parse(...)` reads the command's output (machine-readable where Slurm offers it). Status's:
   `sinfo`, `scontrol_partitions`, `scontrol_reservations`, `posix_id` (`id`), `sacctmgr`. Compute's:
   `sbatch`, `squeue`, `sacct`, `scontrol_job`, `scontrol_batch_script`, `scancel`, `srun`, `getent`.
-- What the parsers share: `numbers` (Slurm's numbers, JSON of every release and text),
+- What the parsers share: `delimited` (fixed-format outputs split on a random delimiter: sacct's and
+  squeue's), `numbers` (Slurm's numbers, JSON of every release and text),
   `scontrol_records` (`scontrol -o` records), `values` (nullable API values); `errors` is the one table
   of Slurm's messages → API errors.
 - `client.SlurmClient` runs the commands through `CommandRunner` under the system's scheduler timeout

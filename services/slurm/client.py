@@ -9,7 +9,6 @@ reservations, userinfo) and compute's `SlurmScheduler` (jobs), which adds the po
 from __future__ import annotations
 
 import asyncio
-import time
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from firecrest_mesh.status.v1 import status_pb2
@@ -19,7 +18,7 @@ from services.common.identity import Caller
 from services.common.ssh.command import CommandResult
 from services.common.ssh.runner import CommandRunner, FailureTest, exited_non_zero
 from services.compute.scheduler import JobQuery, JobSpec, SchedulerJob
-from services.slurm import (errors, getent, posix_id, sacct, sacctmgr, sbatch, scancel, scontrol_batch_script,
+from services.slurm import (delimited, errors, getent, posix_id, sacct, sacctmgr, sbatch, scancel, scontrol_batch_script,
                             scontrol_job, scontrol_partitions, scontrol_reservations, sinfo, squeue, srun)
 
 
@@ -91,15 +90,37 @@ class SlurmClient:
             raise errors.error_for(result, "sbatch")
         raise InternalError(f"Unexpected sbatch output: {result.text().strip()!r}")
 
-    async def queue(self, caller: Caller, system: SystemConfig) -> list[SchedulerJob]:
-        """Every job the controller holds (all users': squeue --json of 22.05 ignores filters)."""
-        result = await self.run(caller, system, squeue.command())
-        return squeue.parse(result.text(), int(time.time()))
+    async def queue(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
+                    job_id: str | None = None, all_states: bool = False) -> list[SchedulerJob]:
+        """The jobs the controller holds of `user` (None: every user's) or the one job `job_id`, without
+        their steps; empty when it no longer holds `job_id`. Slurm filters (fixed-format squeue: the
+        `--json` of 22.05 ignores filters)."""
+        delimiter = delimited.new_delimiter()
+        argv = squeue.command(delimiter, user=user, job_id=job_id, all_states=all_states)
+        return squeue.parse(await self._squeue(caller, system, argv, job_id), delimiter)
+
+    async def held_jobs(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
+                        job_id: str | None = None, all_states: bool = False) -> list[SchedulerJob]:
+        """`queue()` with each job's running steps as tasks (a second squeue, run concurrently)."""
+        delimiter = delimited.new_delimiter()
+        jobs, steps = await asyncio.gather(
+            self.queue(caller, system, user=user, job_id=job_id, all_states=all_states),
+            self._squeue(caller, system, squeue.steps_command(delimiter, user=user, job_id=job_id), job_id))
+        return squeue.attach_steps(jobs, squeue.parse_steps(steps, delimiter))
+
+    async def _squeue(self, caller: Caller, system: SystemConfig, argv: list[str], job_id: str | None) -> str:
+        """squeue's output; a job the controller no longer holds is no output (squeue exits 1)."""
+        result = await self.execute(caller, system, argv)
+        if job_id is not None and result.exit_status == 1 and squeue.not_held(result.error_text()):
+            return ""
+        if not result.ok:
+            raise errors.error_for(result, "squeue")
+        return result.text()
 
     async def history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
                       job_id: str | None) -> list[dict[str, str]]:
         """Accounting records (sacct) of the query's jobs or of one job, steps included."""
-        delimiter = sacct.new_delimiter()
+        delimiter = delimited.new_delimiter()
         result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id))
         return sacct.parse(result.text(), delimiter)
 

@@ -4,14 +4,9 @@ Slurm 22.05's `sacct --json` costs ~0.4 s even for one job (and gets exit codes 
 that exits 3 shows `return_code: 0`); `--parsable2` with an explicit `--format` costs ~0.1 s and
 carries `ExitCode` and `State` ("CANCELLED by 1001") right.
 
-Free text (`JobName`, `WorkDir`) may hold any character, `|` and newlines included. The field
-delimiter is therefore a fresh random string per query (`new_delimiter()`): a job name cannot
-contain it, so splitting the whole output on it gives every field exactly, and a record boundary
-is the last newline inside the token that joins one record's last field (`JobName`) to the next
-record's first (`JobIDRaw`, never free text). Each record must have exactly `len(FIELDS)` fields and
-a well-formed id; when the output does not add up (a name holding the delimiter), `parse()` falls
-back to a line-by-line reading that keeps only well-formed lines of ids seen once, so a malformed
-record can hide a job but never alter another job's fields.
+Free text (`JobName`, `WorkDir`) may hold any character, `|` and newlines included: the fields are
+joined by a fresh random delimiter and read by `delimited.records()` (`JobIDRaw` first, the anchor
+of record boundaries; free text last).
 
 Times are epoch seconds (`SLURM_TIME_FORMAT=%s`). `parse()` gives the records (field name → text);
 the user who cancelled a job is a uid in the state ("CANCELLED by 0"): `kill_request_users()` lists
@@ -22,11 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
-from collections import Counter
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import TIME_WINDOWS, JobQuery, SchedulerJob
+from services.slurm import delimited
 from services.slurm.numbers import duration_seconds, epoch, exit_pair, limit_seconds, number
 from services.slurm.values import num, text
 
@@ -40,9 +34,7 @@ _ID = re.compile(r"^(\d+)(?:\.([A-Za-z0-9_+-]+))?$")  # "4242" (a job) or "4242.
 _CANCELLED_BY = re.compile(r"^CANCELLED by (\d+)$")
 
 
-def new_delimiter() -> str:
-    """A field delimiter no job name can contain (48 random bits; `|` keeps it readable)."""
-    return f"|{secrets.token_urlsafe(6)}|"
+new_delimiter = delimited.new_delimiter
 
 
 def _server_side(value: str) -> bool:
@@ -71,52 +63,9 @@ def command(username: str, delimiter: str, query: JobQuery | None = None, job_id
             f"--format={','.join(FIELDS)}", *_filters(username, query, job_id)]
 
 
-def _record(values: list[str]) -> dict[str, str] | None:
-    if len(values) != len(FIELDS) or not _ID.match(values[0]):
-        return None
-    return dict(zip(FIELDS, values))
-
-
-def _exact(stdout: str, delimiter: str) -> list[dict[str, str]] | None:
-    """Every record, split on the delimiter; None when the output does not add up."""
-    body = stdout[:-1] if stdout.endswith("\n") else stdout
-    if not body:
-        return []
-    tokens = body.split(delimiter)
-    width = len(FIELDS) - 1  # delimiters per record
-    if (len(tokens) - 1) % width:
-        return None
-    records, first = [], tokens[0]
-    for start in range(1, len(tokens), width):
-        values = [first, *tokens[start:start + width]]
-        if start + width < len(tokens):  # the last value holds "JobName\nJobIDRaw-of-the-next-record"
-            last, newline, first = values[-1].rpartition("\n")
-            if not newline:
-                return None
-            values[-1] = last
-        record = _record(values)
-        if record is None:
-            return None
-        records.append(record)
-    return records
-
-
-def _line_by_line(stdout: str, delimiter: str) -> list[dict[str, str]]:
-    """Fallback: well-formed lines only; an id seen twice (a forged line) is dropped altogether."""
-    records = [r for r in (_record(line.split(delimiter)) for line in stdout.split("\n")) if r]
-    seen = Counter(r["JobIDRaw"] for r in records)
-    return [r for r in records if seen[r["JobIDRaw"]] == 1]
-
-
 def parse(stdout: str, delimiter: str) -> list[dict[str, str]]:
     """The output's records (field name → text), jobs and steps in sacct's order."""
-    exact = _exact(stdout, delimiter)
-    if exact is not None:
-        return exact
-    kept = _line_by_line(stdout, delimiter)
-    log.warning("sacct output does not split into records of %d fields; kept %d well-formed lines",
-                len(FIELDS), len(kept))
-    return kept
+    return delimited.records(stdout, delimiter, FIELDS, _ID, "sacct")
 
 
 def kill_request_users(rows: list[dict[str, str]]) -> set[int]:

@@ -1,9 +1,19 @@
 """`SlurmScheduler`: compute's `Scheduler` interface implemented with Slurm's CLI (`SlurmClient`).
 
 The client runs and parses each command; this adds what a job operation needs on top: resolving an
-ambiguous submission by its marker, merging accounting (sacct) with the controller's queue (squeue),
-filtering the listing (squeue --json of 22.05 ignores filters), naming the uid that cancelled a job.
-Requests arrive validated (`services.compute.validation`).
+ambiguous submission by its marker, answering a job query from the controller (squeue, filtered by
+Slurm to the job or the user) and from accounting (sacct) only for what has ended, naming the uid that
+cancelled a job, and sharing one in-flight query among identical concurrent ones of a user
+(`SingleFlight`, keyed by user, system, query and the user's submit/cancel generation). Requests
+arrive validated (`services.compute.validation`).
+
+Where the controller's answer for a pending or running job differs from accounting's (compared field
+by field on real jobs of 22.05.8, tests/unit/test_slurm_squeue.py): nowhere for a running job, except
+that its tasks are its running steps (steps that already ended appear once the job has ended, from
+accounting) and that accounting lagging behind the controller no longer shows (right after it starts,
+accounting still said PENDING, group root, no partition). A pending job was answered from squeue
+--json already; its `time.end` is now null where the JSON gave the expected start plus Slurm's
+"no limit" sentinel (136 years ahead), as accounting's `Unknown` is.
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ from services.common.config import SystemConfig
 from services.common.errors import ApiError, NotFound
 from services.common.identity import Caller
 from services.compute.scheduler import TIME_WINDOWS, JobQuery, JobSpec, Scheduler, SchedulerJob
-from services.slurm import sacct
+from services.compute.single_flight import SingleFlight
+from services.slurm import sacct, squeue
 from services.slurm.client import OutcomeUnknown, SlurmClient
 from services.slurm.errors import JOB_NOT_FOUND
 
@@ -31,6 +42,8 @@ class SlurmScheduler(Scheduler):
     def __init__(self, slurm: SlurmClient):
         self._slurm = slurm
         self._uid_names: dict[str, dict[int, str | None]] = {}
+        self._flights = SingleFlight()
+        self._generations: dict[tuple[str, str], int] = {}
 
     # -- submit ----------------------------------------------------------------------------------
 
@@ -39,6 +52,8 @@ class SlurmScheduler(Scheduler):
             return await self._slurm.submit(caller, system, spec, marker)
         except OutcomeUnknown as unknown:
             return await self._settle(caller, system, marker, unknown.error)
+        finally:
+            self._changed(caller, system)
 
     async def _settle(self, caller: Caller, system: SystemConfig, marker: str, error: ApiError) -> str:
         """After an ambiguous submission: the job's id if it exists, else the original error."""
@@ -54,27 +69,29 @@ class SlurmScheduler(Scheduler):
 
     async def find_by_marker(self, caller: Caller, system: SystemConfig, marker: str) -> str | None:
         # sacct (22.05) does not record comments; the controller keeps ended jobs for MinJobAge.
-        for j in await self._slurm.queue(caller, system):
+        for j in await self._slurm.queue(caller, system, user=caller.username, all_states=True):
             if j.comment == marker and j.job.user == caller.username:
                 return j.job.job_id
         return None
 
     # -- queries ---------------------------------------------------------------------------------
 
-    async def _history_and_queue(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
-                                 job_id: str | None) -> tuple[list[SchedulerJob] | ApiError, list[SchedulerJob]]:
-        """Accounting (sacct, or the error it raised) and the controller's queue (squeue), queried
-        concurrently on the caller's pooled connection."""
-        history, queue = await asyncio.gather(self._slurm.history(caller, system, query, job_id),
-                                              self._slurm.queue(caller, system), return_exceptions=True)
-        for outcome in (history, queue):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, ApiError):
-                raise outcome
-        if isinstance(queue, ApiError):
-            raise queue
-        if isinstance(history, ApiError):
-            return history, queue
-        return sacct.jobs(history, await self._user_names(caller, system, history)), queue
+    def _changed(self, caller: Caller, system: SystemConfig) -> None:
+        """The caller changed their jobs (submit, cancel): queries from now on must not join a call that
+        began before (read your own writes)."""
+        key = (caller.username, system.name)
+        self._generations[key] = self._generations.get(key, 0) + 1
+
+    def _coalesced(self, caller: Caller, system: SystemConfig, query, make):
+        """`make()`, shared with the identical in-flight query of the same user on the same system."""
+        generation = self._generations.get((caller.username, system.name), 0)
+        return self._flights.run((caller.username, system.name, generation, query), make)
+
+    async def _history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
+                       job_id: str | None) -> list[SchedulerJob]:
+        """Accounting records (sacct) as jobs, the uids that cancelled them named."""
+        rows = await self._slurm.history(caller, system, query, job_id)
+        return sacct.jobs(rows, await self._user_names(caller, system, rows))
 
     async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
         """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
@@ -100,24 +117,30 @@ class SlurmScheduler(Scheduler):
 
     @staticmethod
     def _merge(history: list[SchedulerJob], queue: list[SchedulerJob]) -> list[compute_pb2.Job]:
-        """sacct and squeue merged by id: accounting wins, except a PENDING state from the queue
-        (FirecREST v2's rule) and jobs accounting does not know yet."""
+        """Accounting and the controller's jobs merged by id: the controller's record of a job it still
+        runs or queues (the current one; accounting lags), accounting's of an ended job (final state,
+        exit code, every step, who cancelled it), the controller's of an ended job accounting does not
+        know yet. Newest first."""
         merged: dict[str, compute_pb2.Job] = {j.job.job_id: j.job for j in history}
         for j in queue:
-            known = merged.get(j.job.job_id)
-            if known is None or j.job.status.state == "PENDING":
+            if j.job.job_id not in merged or j.job.status.state in squeue.ACTIVE_STATES:
                 merged[j.job.job_id] = j.job
-            elif j.job.name:
-                known.name = j.job.name  # the controller's; accounting can lag (shows "allocation")
         return sorted(merged.values(), key=lambda job: (len(job.job_id), job.job_id), reverse=True)
 
     async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> list[compute_pb2.Job]:
-        history, queue = await self._history_and_queue(caller, system, query, None)
-        if isinstance(history, ApiError):
-            raise history  # a list without the accounting history would silently miss jobs
+        return await self._coalesced(caller, system, ("list", query),
+                                     lambda: self._list_jobs(caller, system, query))
+
+    async def _list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> list[compute_pb2.Job]:
+        """The controller's jobs (squeue, filtered by Slurm to the caller unless `allusers`) and the
+        window's accounting (sacct), queried concurrently; a list without the accounting history would
+        silently miss jobs, so its failure fails the list."""
+        history, queue = await asyncio.gather(
+            self._history(caller, system, query, None),
+            self._slurm.held_jobs(caller, system, user=None if query.allusers else caller.username))
         oldest = int(time.time()) - TIME_WINDOWS[query.time_window]
 
-        def wanted(j: SchedulerJob) -> bool:  # squeue --json (22.05) ignores every filter: filter here
+        def wanted(j: SchedulerJob) -> bool:  # what Slurm could not filter exactly (see sacct._filters)
             job = j.job
             if not query.allusers and job.user != caller.username:
                 return False
@@ -131,16 +154,25 @@ class SlurmScheduler(Scheduler):
         return self._merge([j for j in history if wanted(j)], [j for j in queue if wanted(j)])
 
     async def get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
-        history, queue = await self._history_and_queue(caller, system, None, job_id)
-        queued = [j for j in queue if j.job.job_id == job_id]
-        if isinstance(history, ApiError):
+        return await self._coalesced(caller, system, ("job", job_id), lambda: self._get_job(caller, system, job_id))
+
+    async def _get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
+        """A job the controller still queues or runs: its answer (one squeue of that job, with its
+        steps), no accounting. Otherwise (ended, or no longer held) accounting's record (sacct)."""
+        queued = [j for j in await self._slurm.held_jobs(caller, system, job_id=job_id, all_states=True)
+                  if j.job.job_id == job_id]
+        if queued and queued[0].job.status.state in squeue.ACTIVE_STATES:
+            return [queued[0].job]
+        try:
+            history = [j for j in await self._history(caller, system, None, job_id) if j.job.job_id == job_id]
+        except ApiError as exc:
             # Accounting unavailable: the controller's view of the job is still right; without it,
             # "not found" would be a lie (pyfirecrest would give up on a job that exists).
             if not queued:
-                raise history
-            log.warning("sacct failed, answering from squeue: %s", history.message)
+                raise
+            log.warning("sacct failed, answering from squeue: %s", exc.message)
             history = []
-        jobs = self._merge([j for j in history if j.job.job_id == job_id], queued)
+        jobs = self._merge(history, queued)
         if not jobs:
             raise NotFound(f"{JOB_NOT_FOUND}.")
         return jobs
@@ -149,7 +181,10 @@ class SlurmScheduler(Scheduler):
         return await self._slurm.job_metadata(caller, system, job_id)
 
     async def cancel(self, caller: Caller, system: SystemConfig, job_id: str) -> None:
-        await self._slurm.cancel(caller, system, job_id)
+        try:
+            await self._slurm.cancel(caller, system, job_id)
+        finally:
+            self._changed(caller, system)
 
     async def attach(self, caller: Caller, system: SystemConfig, job_id: str, command: str) -> None:
         await self._slurm.attach(caller, system, job_id, command)

@@ -1,49 +1,134 @@
-"""`squeue --json`: jobs the controller holds (pending, running, and recently ended ones).
+"""`squeue`: the jobs the controller holds (pending, running, and ended ones for `MinJobAge`), always
+filtered by Slurm itself to one job (`--jobs`) or one user (`--user`) unless all users are asked for.
 
-Slurm 22.05 ignores every filter option when `--json` is given (it prints all users' jobs), so
-filtering happens here, on parsed values; the same code works with releases that do filter.
+Slurm 22.05 ignores every filter option when `--json` is given (it prints all users' jobs: 1.7 MB
+and seconds after a burst of submissions), so this reads the fixed-format output instead: `-O` with
+every field unpadded (`Field:0`) and followed by a fresh random delimiter, read like sacct's by
+`delimited.records()` (the id first, free text last: `Comment`, `WorkDir`, `Name`). Times are epoch
+seconds (`SLURM_TIME_FORMAT=%s`). Steps (`--steps`) are a second query, read the same way.
+
+The jobs built here are what the accounting answer (`sacct`) gives for a pending or running job, field
+by field (compared on real jobs of 22.05.8): elapsed is the controller's `TimeUsed`, the end of a
+running job is null (sacct: `Unknown`), the time limit is the job's (`TimeLimit` → seconds, null when
+unlimited), steps are the job's running steps (id, name, state, elapsed, start). Where they differ
+(see `services/slurm/scheduler.py`), the controller's view is the current one.
 """
 
 from __future__ import annotations
 
-import json
+import re
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import SchedulerJob
-from services.slurm.numbers import epoch, limit_seconds, number, wait_status
+from services.slurm import delimited
+from services.slurm.numbers import duration_seconds, epoch, number, wait_status
 from services.slurm.values import num, text
 
+# JobID first (an anchor: never free text); free text last. `JobID` is the raw id (%A: an array
+# task's own id; an array's pending remainder has its base id, as sacct's JobIDRaw).
+FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "Account", "NumNodes", "Cluster", "GroupName", "NodeList", "Partition",
+          "PriorityLong", "UserName", "TimeUsed", "StartTime", "EndTime", "TimeLimit", "exit_code",
+          "Comment", "WorkDir", "Name")
+STEP_FIELDS = ("StepId", "StepState", "TimeUsed", "StartTime", "StepName")
+_JOB_ID = re.compile(r"^\d+$")
+_STEP_ID = re.compile(r"^(\d+(?:_\d+)?)\.([A-Za-z0-9_+-]+)$")  # "6264.batch", array task "6267_3.0"
+# States in which the controller's record is the job's current one (not yet ended). COMPLETING is
+# ended: accounting has its final state and exit code.
+ACTIVE_STATES = frozenset(("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD",
+                           "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"))
+_NOT_HELD = re.compile(r"Invalid job id specified")
 
-def command() -> list[str]:
-    return ["squeue", "--json"]
+
+def _format(fields: tuple[str, ...], delimiter: str) -> str:
+    return ",".join(f"{f}:0{delimiter}" if i < len(fields) - 1 else f"{f}:0" for i, f in enumerate(fields))
 
 
-def _state(value) -> str:
-    return ",".join(value) if isinstance(value, list) else str(value or "")
+def _filters(user: str | None, job_id: str | None) -> list[str]:
+    args = []
+    if job_id is not None:
+        args.append(f"--jobs={job_id}")
+    if user is not None:
+        args.append(f"--user={user}")
+    return args
 
 
-def parse(stdout: str, now: int) -> list[SchedulerJob]:
-    """Every job in the output; `now` (epoch seconds) gives the elapsed time of running jobs."""
+def command(delimiter: str, *, user: str | None = None, job_id: str | None = None,
+            all_states: bool = False) -> list[str]:
+    """The jobs of `user` (None: every user's) or the one job `job_id`; `all_states` adds the ended
+    jobs the controller still holds (squeue's default is pending, running, suspended, completing)."""
+    states = ["--states=all"] if all_states else []
+    return ["env", "SLURM_TIME_FORMAT=%s", "squeue", "--noheader", *states, *_filters(user, job_id),
+            f"--Format={_format(FIELDS, delimiter)}"]
+
+
+def steps_command(delimiter: str, *, user: str | None = None, job_id: str | None = None) -> list[str]:
+    """The running steps of `user`'s jobs (None: everyone's) or of the job `job_id`."""
+    return ["env", "SLURM_TIME_FORMAT=%s", "squeue", "--noheader", "--steps", *_filters(user, job_id),
+            f"--Format={_format(STEP_FIELDS, delimiter)}"]
+
+
+def not_held(stderr: str) -> bool:
+    """squeue --jobs=<id> of a job the controller no longer holds exits 1 with this message."""
+    return bool(_NOT_HELD.search(stderr))
+
+
+def parse(stdout: str, delimiter: str) -> list[SchedulerJob]:
+    """Every job of the output, without steps (`attach_steps`)."""
     jobs = []
-    for j in json.loads(stdout).get("jobs", []):
-        state = _state(j.get("job_state"))
-        start, end = epoch(j.get("start_time")), epoch(j.get("end_time"))
-        if state in ("PENDING", "CONFIGURING") or start is None:
-            elapsed = 0
-        elif state in ("RUNNING", "COMPLETING", "SUSPENDED") or end is None:
-            elapsed = max(0, now - start)
-        else:
-            elapsed = max(0, end - start)
-        exit_code, signal = wait_status(number(j.get("exit_code")))
+    for r in delimited.records(stdout, delimiter, FIELDS, _JOB_ID, "squeue"):
+        state = r["State"]
+        active = state in ACTIVE_STATES
+        pending = state == "PENDING"
+        limit = duration_seconds(r["TimeLimit"])
+        exit_code, signal = wait_status(number(r["exit_code"]))
+        start = epoch(r["StartTime"])
+        end = epoch(r["EndTime"])
         job = compute_pb2.Job(
-            job_id=str(j.get("job_id")), name=j.get("name") or "",
-            status=compute_pb2.JobStatus(state=state, state_reason=text(j.get("state_reason")),
+            job_id=r["JobID"], name=r["Name"],
+            status=compute_pb2.JobStatus(state=state, state_reason=text(r["Reason"] or None),
                                          exit_code=num(exit_code), interrupt_signal=num(signal)),
-            time=compute_pb2.JobTime(elapsed=num(elapsed), start=num(start), end=num(end), suspended=num(0),
-                                     limit=num(limit_seconds(j.get("time_limit")))),
-            account=text(j.get("account")), allocation_nodes=number(j.get("node_count")) or 0,
-            cluster=j.get("cluster") or "", group=text(j.get("group_name")), nodes=j.get("nodes") or "",
-            partition=j.get("partition") or "", kill_request_user=text(None), user=j.get("user_name") or "",
-            working_directory=j.get("current_working_directory") or "", priority=num(number(j.get("priority"))))
-        jobs.append(SchedulerJob(job=job, comment=j.get("comment") or "", account=j.get("account") or ""))
+            tasks=[],
+            time=compute_pb2.JobTime(elapsed=num(duration_seconds(r["TimeUsed"]) or 0), start=num(start),
+                                     # a running job has no end yet (squeue gives the expected one)
+                                     end=num(None if active and not pending else end), suspended=num(0),
+                                     limit=num(limit)),
+            account=text(r["Account"] or None), allocation_nodes=number(r["NumNodes"]) or 0,
+            cluster=r["Cluster"], group=text(r["GroupName"] or None), nodes=r["NodeList"],
+            partition=r["Partition"], kill_request_user=text(None), user=r["UserName"],
+            working_directory=r["WorkDir"], priority=num(number(r["PriorityLong"])))
+        comment = r["Comment"] if r["Comment"] != "(null)" else ""
+        task = r["ArrayTaskID"]  # steps of array tasks are named "<array job>_<task>.<step>"
+        step_key = f"{r['ArrayJobID']}_{task}" if task.isdigit() else r["JobID"]
+        jobs.append(SchedulerJob(job=job, comment=comment, account=r["Account"], extra={"step_key": step_key}))
+    return jobs
+
+
+def _step_order(step: str) -> tuple:
+    """sacct's order of a job's steps: batch, extern, then the numbered ones."""
+    return (0, 0) if step == "batch" else (1, 0) if step == "extern" else (2, int(step)) if step.isdigit() else (3, 0)
+
+
+def parse_steps(stdout: str, delimiter: str) -> dict[str, list[tuple[str, compute_pb2.JobTask]]]:
+    """Step key (a job id, or "<array job>_<task>") → its running steps as (step name, task)."""
+    steps: dict[str, list[tuple[str, compute_pb2.JobTask]]] = {}
+    for r in delimited.records(stdout, delimiter, STEP_FIELDS, _STEP_ID, "squeue --steps"):
+        key, step = _STEP_ID.match(r["StepId"]).groups()
+        task = compute_pb2.JobTask(
+            id=r["StepId"], name=r["StepName"],
+            status=compute_pb2.JobStatus(state=r["StepState"], state_reason=text(None), exit_code=num(0),
+                                         interrupt_signal=num(0)),
+            time=compute_pb2.JobTime(elapsed=num(duration_seconds(r["TimeUsed"]) or 0),
+                                     start=num(epoch(r["StartTime"])), end=num(None), suspended=num(0),
+                                     limit=num(None)))
+        steps.setdefault(key, []).append((step, task))
+    return steps
+
+
+def attach_steps(jobs: list[SchedulerJob], steps: dict[str, list[tuple[str, compute_pb2.JobTask]]]) -> list[SchedulerJob]:
+    """The jobs with their running steps as tasks, named by the job's raw id as sacct names them
+    ("6270.batch", not squeue's "6267_3.batch"), in sacct's order."""
+    for j in jobs:
+        for step, task in sorted(steps.get(j.extra.get("step_key", j.job.job_id), ()), key=lambda s: _step_order(s[0])):
+            task.id = f"{j.job.job_id}.{step}"
+            j.job.tasks.append(task)
     return jobs

@@ -17,8 +17,9 @@ from services.common.errors import (BadRequest, Forbidden, InternalError, Reques
                                     SshConnectionFailed)
 from services.common.ssh.command import CommandResult
 from services.common.ssh.runner import SSH_GRACE_SECONDS, CommandRunner
-from services.compute.scheduler import JobSpec
-from services.slurm import sacct, scheduler
+from services.common.errors import NotFound
+from services.compute.scheduler import JobQuery, JobSpec
+from services.slurm import delimited, sacct, scheduler
 from services.slurm.client import OutcomeUnknown, SlurmClient
 from services.slurm.scheduler import SlurmScheduler
 
@@ -152,13 +153,107 @@ def test_submit_refused_or_unreadable(system):
 
 def test_ambiguous_submission_is_resolved_by_its_marker(system, monkeypatch):
     monkeypatch.setattr(scheduler, "SETTLE_SECONDS", 0)
-    pool = Pool(sbatch=CommandResult(124, b"", b""), squeue=ok(read("squeue_marked.json")))
+    monkeypatch.setattr(delimited, "new_delimiter", lambda: SQ)
+    pool = Pool(sbatch=CommandResult(124, b"", b""), squeue=ok(read("squeue_jobs_alice_all_states.txt")))
     slurm = SlurmScheduler(client(pool))
-    assert asyncio.run(slurm.submit(ALICE, system, SPEC, "firecrest-mesh:abc123")) == "13"
+    assert asyncio.run(slurm.submit(ALICE, system, SPEC, "firecrest-mesh:capture2")) == "6274"
+    looked_up = [words for words, _, _ in pool.calls if "squeue" in words]
+    assert looked_up and all("--user=alice" in w and "--states=all" in w for w in looked_up)  # never all users
     with pytest.raises(RequestTimeout):  # no job carries the marker: the original error
         asyncio.run(slurm.submit(ALICE, system, SPEC, "firecrest-mesh:other"))
     with pytest.raises(RequestTimeout):  # the marker is someone else's job
-        asyncio.run(slurm.submit(SimpleNamespace(username="bob"), system, SPEC, "firecrest-mesh:abc123"))
+        asyncio.run(slurm.submit(SimpleNamespace(username="bob"), system, SPEC, "firecrest-mesh:capture2"))
+
+
+# -- job queries: squeue for what the controller runs or queues, sacct for what has ended --------------
+
+SQ = "|Sq7dLm2x|"  # the delimiter of capture_squeue.py's outputs
+
+
+def one_job(job_id: str) -> bytes:
+    """The captured squeue record of one job (what `squeue --jobs=<id>` prints)."""
+    return "".join(line + "\n" for line in read("squeue_jobs_alice.txt").decode().split("\n")
+                   if line.startswith(job_id + SQ)).encode()
+
+
+def programs(pool: Pool) -> list[str]:
+    return [("squeue --steps" if "--steps" in w else w[2] if w[2] != "env" else w[4]) for w, _, _ in pool.calls]
+
+
+@pytest.fixture
+def fixed_delimiter(monkeypatch):
+    monkeypatch.setattr(delimited, "new_delimiter", lambda: SQ)
+
+
+@pytest.mark.parametrize("job_id,state", [("6264", "RUNNING"), ("6263", "PENDING")])
+def test_a_held_job_is_answered_by_squeue_alone(system, fixed_delimiter, job_id, state):
+    pool = Pool(**{"--steps": ok(read("squeue_steps_alice.txt")), "squeue": ok(one_job(job_id)),
+                   "sacct": AssertionError("sacct must not run for a held job")})
+    (job,) = asyncio.run(SlurmScheduler(client(pool)).get_job(ALICE, system, job_id))
+    assert job.job_id == job_id and job.status.state == state
+    assert sorted(programs(pool)) == ["squeue", "squeue --steps"]
+    assert all(f"--jobs={job_id}" in w and not any(a.startswith("--user") for a in w) for w, _, _ in pool.calls)
+    if state == "RUNNING":
+        assert [t.id for t in job.tasks] == ["6264.batch"]
+
+
+def test_an_ended_job_is_answered_by_sacct(system, fixed_delimiter):
+    not_held = CommandResult(1, b"", read("squeue_not_held.stderr.txt"))
+    sacct_out = ok(read("sacct_parsable.txt").replace(b"|zpEGafCy|", SQ.encode()))
+    pool = Pool(squeue=not_held, sacct=sacct_out, getent=ok(read("getent_passwd.txt")))
+    (job,) = asyncio.run(SlurmScheduler(client(pool)).get_job(ALICE, system, "12"))
+    assert job.status.state == "CANCELLED" and [t.id for t in job.tasks] == ["12.batch", "12.0", "12.1"]
+    assert sorted(programs(pool)) == ["getent", "sacct", "squeue", "squeue --steps"]  # getent: job 257's canceller
+    with pytest.raises(NotFound, match="Job not found"):
+        asyncio.run(SlurmScheduler(client(Pool(squeue=not_held, sacct=ok(b"")))).get_job(ALICE, system, "77"))
+
+
+def test_an_ended_job_still_held_falls_back_to_squeue_while_accounting_lags_or_fails(system, fixed_delimiter):
+    ended = ok(read("squeue_jobs_alice_all_states.txt"))  # 6266: COMPLETED
+    for accounting in (ok(b""), CommandResult(1, b"", b"sacct: error: Problem talking to the database")):
+        pool = Pool(**{"--steps": ok(b""), "squeue": ended, "sacct": accounting})
+        (job,) = asyncio.run(SlurmScheduler(client(pool)).get_job(ALICE, system, "6266"))
+        assert job.status.state == "COMPLETED" and "sacct" in programs(pool)
+
+
+@pytest.mark.parametrize("allusers", [False, True])
+def test_a_list_asks_squeue_for_the_callers_jobs_only_unless_allusers(system, fixed_delimiter, allusers):
+    sacct_out = ok(read("sacct_parsable_held.txt"))
+    pool = Pool(**{"--steps": ok(read("squeue_steps_alice.txt")), "squeue": ok(read("squeue_jobs_alice.txt")),
+                   "sacct": sacct_out})
+    jobs = asyncio.run(SlurmScheduler(client(pool)).list_jobs(ALICE, system, JobQuery(allusers=allusers)))
+    squeues = [w for w, _, _ in pool.calls if "squeue" in w]
+    assert len(squeues) == 2
+    assert all(("--user=alice" in w) != allusers for w in squeues)
+    assert all(not any(a.startswith("--user") for a in w) for w in squeues) == allusers
+    assert {j.user for j in jobs} == {"alice"} and len(jobs) == 10
+    assert next(j for j in jobs if j.job_id == "6263").time.start.number_value > 0  # PENDING: squeue's record
+
+
+def test_concurrent_identical_queries_share_one_call_and_each_caller_gets_its_own_answer(system, fixed_delimiter):
+    class SlowPool(Pool):  # each command yields once, so that the callers overlap (no timing involved)
+        async def run(self, *args, **kwargs):
+            await asyncio.sleep(0)
+            return await super().run(*args, **kwargs)
+
+    pool = SlowPool(**{"--steps": ok(read("squeue_steps_alice.txt")), "squeue": ok(read("squeue_jobs_alice.txt")),
+                       "sacct": ok(read("sacct_parsable_held.txt"))})
+    slurm = SlurmScheduler(client(pool))
+    bob = SimpleNamespace(username="bob")
+
+    async def main():
+        alices = [slurm.list_jobs(ALICE, system, JobQuery()) for _ in range(32)]
+        bobs = [slurm.list_jobs(bob, system, JobQuery()) for _ in range(4)]
+        return await asyncio.gather(*alices), await asyncio.gather(*bobs)
+    alices, bobs = asyncio.run(main())
+    assert all(a == alices[0] for a in alices) and len(alices[0]) == 10
+    assert {j.user for j in alices[0]} == {"alice"}
+    assert all(b == [] for b in bobs)  # the captured output is alice's: bob's own filter leaves nothing
+    users = sorted(next(a for a in w if a.startswith("--user=")) for w, _, _ in pool.calls if "squeue" in w)
+    assert users == ["--user=alice"] * 2 + ["--user=bob"] * 2  # one call (jobs + steps) per user
+    assert programs(pool).count("sacct") == 2
+    asyncio.run(slurm.list_jobs(ALICE, system, JobQuery()))  # after the call: a new call, nothing kept
+    assert programs(pool).count("sacct") == 3
 
 
 def test_uid_names_come_from_the_rows_then_one_cached_getent(system):

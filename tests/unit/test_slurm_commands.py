@@ -1,6 +1,6 @@
 """Unit tests of every Slurm command module (`services.slurm.<command>`): what `command()` builds and
 what `parse()` reads from real output captured from Slurm 22.05.8 (tests/data/slurm-22.05/), hostile
-job names included. sacct, the largest parser, has its own file (test_slurm_sacct.py)."""
+job names included. sacct and squeue, the largest parsers, have their own files (test_slurm_sacct.py, test_slurm_squeue.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def as_dict(job: compute_pb2.Job) -> dict:
 
 def test_every_command_is_an_argument_list_the_remote_shell_keeps():
     argvs = [sinfo.command(), scontrol_partitions.command(), scontrol_reservations.command(), posix_id.command(),
-             sacctmgr.command("alice"), squeue.command(), scontrol_job.command("12"),
+             sacctmgr.command("alice"), squeue.command("|d|", user="alice"),
+             squeue.steps_command("|d|", job_id="12"), scontrol_job.command("12"),
              scontrol_batch_script.command("12"), scancel.command("12"), srun.command("12", "id"),
              getent.command({0})]
     for argv in argvs:
@@ -125,36 +126,6 @@ def test_sacctmgr_parse_marks_the_default():
     assert [(a.name, a.default) for a in sacctmgr.parse("proj-a|shared\nproj-a|proj-a\nproj-a|proj-a\n")] == \
         [("proj-a", True), ("shared", False)]
     assert sacctmgr.parse("") == []
-
-
-# -- squeue -----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def queue():
-    return {j.job.job_id: j for j in squeue.parse(read("squeue.json"), now=1795691060)}
-
-
-def test_squeue_command():
-    assert squeue.command() == ["squeue", "--json"]
-
-
-def test_squeue_pending_job_with_hostile_name(queue):
-    job = as_dict(queue["9"].job)
-    assert job["name"] == "pend|ing UserId=bob(1) x"
-    assert job["status"]["state"] == "PENDING" and job["status"]["stateReason"] == "BeginTime"
-    assert job["time"]["elapsed"] == 0 and queue["9"].job.nodes == ""
-
-
-def test_squeue_running_job_elapsed_and_exit_status(queue):
-    running = as_dict(queue["12"].job)
-    assert running["status"]["state"] == "RUNNING"
-    assert running["time"]["elapsed"] == 1795691060 - running["time"]["start"]
-    assert as_dict(queue["3"].job)["status"]["exitCode"] == 3  # raw wait status 768
-
-
-def test_squeue_comment_is_read():
-    jobs = squeue.parse(read("squeue_marked.json"), now=0)
-    assert [j.job.job_id for j in jobs if j.comment == "firecrest-mesh:abc123"] == ["13"]
 
 
 # -- scontrol show job / write batch_script ----------------------------------------------------------
