@@ -75,10 +75,24 @@ class ComputeServiceServicer:
         """Submits a batch job as the caller. Succeeds with HTTP 201 and the new job's id.
 
         The script is either `script` (sent to the scheduler on stdin) or `script_path` (a file on the
-        system). A retried call never creates a second job when it carries the same `Idempotency-Key`
-        request header (gRPC metadata `idempotency-key`): the existing job's id is returned. Without
-        the key, a submission whose outcome is unknown after a timeout is looked up by a marker before
-        the service answers, and the service itself never re-runs `sbatch`.
+        system).
+
+        The `Idempotency-Key` request header (gRPC metadata `idempotency-key`, any text) makes retries
+        safe: a call that carries the key of the same user's earlier submission returns that job's id
+        (201 again) instead of submitting a second job, also when the two calls overlap. Send a fresh key
+        per job and the same key when retrying it, e.g. after a 408, which may have created the job.
+        What the key guarantees, and its limits today:
+        - Per user: another user's call with the same key is another submission. The request body is
+        not compared: a retry with the same key returns the first job whatever job it describes.
+        - Only while the scheduler still holds the job: the key is recorded with the job as a marker
+        (Slurm: `--comment`), not stored by the service, and found in the controller's queue, which
+        keeps a job while it is pending or running and for `MinJobAge` after it ended (300 s on the
+        embedded local system). Later, the same key submits a new job.
+        - Overlapping calls with the same key are serialised within one compute service process (striped
+        in-memory locks): with several compute processes behind the gateway, two overlapping calls that
+        reach different processes could both submit.
+        Without the key, a submission whose outcome is unknown after a timeout is looked up by a marker
+        before the service answers, and the service itself never re-runs `sbatch`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
