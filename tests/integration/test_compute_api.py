@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -325,9 +327,6 @@ def test_idempotency_key_makes_a_retried_submit_return_the_same_job(api, system)
 def test_concurrent_submits_with_the_same_key_make_one_job(api, system):
     """Two submits with one Idempotency-Key at the same moment, through the gateway: the same job id
     for both, and exactly one job in Slurm."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
     name = f"concurrent-key-{uuid.uuid4().hex[:8]}"
     body = {"job": {"name": name, "working_directory": "/home/alice", "script": "#!/bin/bash\nsleep 1\n"}}
     key = uuid.uuid4().hex
