@@ -120,11 +120,14 @@ class SlurmScheduler(Scheduler):
         """Accounting and the controller's jobs merged by id: the controller's record of a job it still
         runs or queues (the current one; accounting lags), accounting's of an ended job (final state,
         exit code, every step, who cancelled it), the controller's of an ended job accounting does not
-        know yet. Newest first."""
+        know yet (with the controller's name of the job). Newest first."""
         merged: dict[str, compute_pb2.Job] = {j.job.job_id: j.job for j in history}
         for j in queue:
-            if j.job.job_id not in merged or j.job.status.state in squeue.ACTIVE_STATES:
+            known = merged.get(j.job.job_id)
+            if known is None or j.job.status.state in squeue.ACTIVE_STATES:
                 merged[j.job.job_id] = j.job
+            elif j.job.name:
+                known.name = j.job.name  # the controller's: accounting cuts names at 255 bytes
         return sorted(merged.values(), key=lambda job: (len(job.job_id), job.job_id), reverse=True)
 
     async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> list[compute_pb2.Job]:
@@ -137,7 +140,8 @@ class SlurmScheduler(Scheduler):
         silently miss jobs, so its failure fails the list."""
         history, queue = await asyncio.gather(
             self._history(caller, system, query, None),
-            self._slurm.held_jobs(caller, system, user=None if query.allusers else caller.username))
+            self._slurm.held_jobs(caller, system, user=None if query.allusers else caller.username,
+                                  all_states=True))  # ended jobs too: accounting lags by a second or two
         oldest = int(time.time()) - TIME_WINDOWS[query.time_window]
 
         def wanted(j: SchedulerJob) -> bool:  # what Slurm could not filter exactly (see sacct._filters)

@@ -274,3 +274,13 @@ def test_a_failed_uid_look_up_leaves_the_name_unknown(system):
     rows = sacct.parse(read("sacct_parsable.txt").decode(), "|zpEGafCy|")
     slurm = SlurmScheduler(client(Pool(getent=SshConnectionFailed("lost"))))
     assert asyncio.run(slurm._user_names(ALICE, system, rows)) == {1001: "alice", 1002: "bob"}
+
+
+def test_an_ended_job_keeps_the_controllers_name_accounting_cuts_at_255_bytes(system, fixed_delimiter):
+    full = "n" * 300
+    record = one_job("6264").decode().replace("|RUNNING|", "|COMPLETED|").replace(f"{SQ}run1\n", f"{SQ}{full}\n")
+    rows = read("sacct_parsable_held.txt").decode().replace("|RUNNING|", "|COMPLETED|").replace(f"{SQ}run1\n",
+                                                                                             f"{SQ}{'n' * 255}\n")
+    pool = Pool(**{"--steps": ok(b""), "squeue": ok(record.encode()), "sacct": ok(rows.encode())})
+    (job,) = asyncio.run(SlurmScheduler(client(pool)).get_job(ALICE, system, "6264"))
+    assert job.status.state == "COMPLETED" and job.name == full and [t.id for t in job.tasks] == ["6264.batch"]
