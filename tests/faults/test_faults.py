@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import pwd
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -93,33 +97,75 @@ def test_sshd_down_is_424_then_recovers(config, caller_of):
     assert asyncio.run(run_once()).text() == "ok\n"
 
 
-def test_submit_while_the_scheduler_hangs_is_408_and_a_keyed_retry_submits_once(api, config):
-    """slurmctld frozen (SIGSTOP): sbatch cannot answer, the service answers 408 instead of hanging.
-    After the scheduler resumes, a retry with the same Idempotency-Key yields exactly one job, whether
-    or not the first, timed-out sbatch reached the controller."""
+def _squeue_ids(name: str) -> list[str]:
+    """Ids of alice's jobs called `name` that slurmctld holds, in any state."""
+    env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["squeue", "-h", "-u", "alice", "-n", name, "-t", "all", "-o", "%i"],
+                          capture_output=True, text=True, env=env, check=True, timeout=30).stdout.split()
+
+
+def _open_for_writing(fifo: str, timeout: float) -> int | None:
+    """A write end of `fifo` once a reader has opened it (None if none did within `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        time.sleep(0.01)
+    return None
+
+
+def test_sbatch_timed_out_is_408_and_a_keyed_retry_returns_its_job_once(api, config):
+    """The ambiguous submission: sbatch reaches a frozen slurmctld and is killed by the remote `timeout`
+    before any answer. The service answers 408 (its look-up by marker times out too); the controller,
+    resumed, then processes the queued submission; a retry with the same Idempotency-Key returns that
+    job: exactly one job.
+
+    Deterministic: the script is a FIFO on the system, so sbatch waits for it after the service's
+    look-up by marker (answered by the running controller: no job yet). The test freezes slurmctld
+    (SIGSTOP) only once sbatch has opened the FIFO, then writes the script: sbatch certainly submits
+    to the frozen controller."""
     import uuid
     alice = api("alice")
     name = f"frozen-{uuid.uuid4().hex[:8]}"
-    body = {"job": {"name": name, "script": "#!/bin/bash\nsleep 1\n", "workingDirectory": "/home/alice"}}
+    script, script_text = f"/home/alice/{name}.sh", b"#!/bin/bash\nsleep 1\n"
+    pw = pwd.getpwnam("alice")
+    os.mkfifo(script, 0o600)
+    os.chown(script, pw.pw_uid, pw.pw_gid)
+    body = {"job": {"name": name, "scriptPath": script, "workingDirectory": "/home/alice"}}
     key = uuid.uuid4().hex
     ctld_pid = config.state("cluster", "slurm", "run", "slurmctld.pid").read_text().split()[0]
-    subprocess.run(["kill", "-STOP", ctld_pid], check=True)
     try:
-        first = alice.post("/compute/local/jobs", json=body, headers={"Idempotency-Key": key}, timeout=120)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(alice.post, "/compute/local/jobs", json=body, timeout=120,
+                                  headers={"Idempotency-Key": key})
+            fd = _open_for_writing(script, timeout=60)
+            if fd is None:
+                raise AssertionError(f"sbatch never opened its script: {pending.result(120).text}")
+            subprocess.run(["kill", "-STOP", ctld_pid], check=True)
+            try:
+                os.write(fd, script_text)
+                os.close(fd)
+                first = pending.result(120)
+            finally:
+                subprocess.run(["kill", "-CONT", ctld_pid], check=True)
+        # From here on a (wrong) second sbatch would find a plain script, not wait for the FIFO.
+        os.unlink(script)
+        Path(script).write_bytes(script_text)
+        os.chown(script, pw.pw_uid, pw.pw_gid)
+
+        assert first.status_code == 408, first.text
+        assert first.json()["message"] == "Remote process failed with exit status:124 (sbatch timed out)"
+        created = eventually(lambda: _squeue_ids(name), timeout=60)
+        assert len(created) == 1, "the timed-out sbatch reached the controller, which created the job"
+        retry = alice.post("/compute/local/jobs", json=body, headers={"Idempotency-Key": key}, timeout=120)
+        assert retry.status_code == 201, retry.text
+        assert retry.json()["jobId"] == created[0]
+        assert _squeue_ids(name) == created, "exactly one job was submitted"
     finally:
-        subprocess.run(["kill", "-CONT", ctld_pid], check=True)
-    assert first.status_code in (408, 201), first.text
-    if first.status_code == 408:
-        assert first.json()["message"]
-    retry = eventually(lambda: (r := alice.post("/compute/local/jobs", json=body, timeout=120,
-                                                headers={"Idempotency-Key": key})).status_code == 201 and r)
-    assert retry and retry.status_code == 201, retry
-    if first.status_code == 201:
-        assert retry.json()["jobId"] == first.json()["jobId"]
-    env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/usr/bin:/bin"}
-    listed = subprocess.run(["squeue", "-h", "-u", "alice", "-n", name, "-t", "all", "-o", "%i"],
-                            capture_output=True, text=True, env=env, check=True).stdout.split()
-    assert listed == [retry.json()["jobId"]], "exactly one job was submitted"
+        Path(script).unlink(missing_ok=True)
 
 
 def test_scheduler_down_is_503_then_recovers(api, config):
