@@ -6,6 +6,7 @@ folder of hostile names), plus the failure mapping of `services.utilities.errors
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import shlex
@@ -28,7 +29,7 @@ CAPTURE = "/scratch/alice/capture"  # the folder of hostile names the outputs we
 NEWLINE = f"{CAPTURE}/new\nline"  # holds CONTENT
 CONTENT = (CAPTURED / "content.bin").read_bytes()
 FAILURES = json.loads((CAPTURED / "failures.json").read_text())
-CAPTURE_TIME = "2026-11-27T16:18:03"
+CAPTURE_TIME = "2026-11-27T16:44:50"
 
 
 def captured(name: str) -> bytes:
@@ -92,14 +93,29 @@ def test_command_lines_longer_than_the_limit_are_400():
 
 # --- ls -------------------------------------------------------------------------------------------------
 
-def test_ls_command_describes_the_path_then_lists_below_it():
-    top, below = ls.command("/d", recursive=True)
-    assert top == entries.describe("/d") == ["find", "-P", "/d", "-maxdepth", "0", "-printf", entries.PRINTF]
-    assert below[:5] == ["find", "-P", "/d", "-mindepth", "1"] and "-maxdepth" not in below
-    assert ["(", "-name", ".*", "-prune", "-o"] == below[5:10]
-    top, below = ls.command("/d", show_hidden=True, dereference=True)
-    assert top[:3] == below[:3] == ["find", "-L", "/d"]
-    assert below[3:] == ["-mindepth", "1", "-maxdepth", "1", "-printf", entries.PRINTF]
+def test_ls_command_is_one_find_of_the_path_and_below_it():
+    [argv] = ls.command("/d", recursive=True)
+    assert argv == ["find", "-P", "/d", "(", "-name", ".*", "!", "-path", "/d", "-prune", ")", "-o",
+                    "-printf", entries.PRINTF]
+    [argv] = ls.command("/d", show_hidden=True, dereference=True)
+    assert argv == ["find", "-L", "/d", "-maxdepth", "1", "-printf", entries.PRINTF]
+    [argv] = ls.command("/d/.h*", dereference=False)
+    assert argv[3:5] == ["-maxdepth", "1"] and argv[argv.index("-path") + 1] == "/d/.h\\*"
+
+
+def _fnmatch(pattern: str, name: str) -> bool:
+    """glibc's fnmatch(3) without flags: how GNU find's -path matches a name."""
+    libc = ctypes.CDLL(None)
+    return libc.fnmatch(pattern.encode(), name.encode(), 0) == 0
+
+
+@pytest.mark.parametrize("path", ["/a/b", "/a/*", "/a/[ab]", "/a/x?", "/a/back\\slash", "/a/new\nline",
+                                  "/a/.h*[!x]", "/a/d/"])
+def test_ls_exempts_only_the_path_itself_from_the_hidden_test(path):
+    pattern = ls.literal_pattern(path)
+    assert _fnmatch(pattern, path)
+    for other in (path + "/x", path + "x", path[:-1], "/a/ab", "/a/xy", "/a/.hx", "/a/\\b"):
+        assert other == path or not _fnmatch(pattern, other), (pattern, other)
 
 
 def test_ls_parses_hostile_names_exactly():
@@ -128,6 +144,12 @@ def test_ls_recursive_hidden_prefixes_sub_directories():
 
 def test_ls_numeric_uid_uses_ids():
     assert {(f.user, f.group) for f in ls.parse(captured("ls_dir"), CAPTURE, numeric_uid=True)} == {("1001", "1001")}
+
+
+def test_ls_of_a_hidden_folder_lists_it():
+    """The hidden test exempts the path named by the request: its entries are listed."""
+    files = ls.parse(captured("ls_hidden_dir"), f"{CAPTURE}/.hiddendir")
+    assert [(f.name, f.type, f.size) for f in files] == [("inner", "-", "1")]
 
 
 def test_ls_of_a_single_file_names_it_as_given():
@@ -218,7 +240,7 @@ def test_chown_refuses_unprintable_colon_and_long_names(owner, group):
 def test_stat():
     s = stat.parse(captured("stat_rf"))
     assert (s.mode, s.ino, s.nlink, s.uid, s.gid, s.size, s.mtime) == \
-        (0o100644, 14156161, 1, 1001, 1001, 6, 1795796283)
+        (0o100644, 14155878, 1, 1001, 1001, 6, 1795797890)
     assert stat.parse(captured("stat_link_dereference")).mode == 0o104755  # plain.txt, setuid
     assert stat.command("/x") == ["stat", f"--printf={stat.PRINTF}", "--", "/x"]
     assert stat.command("/x", True)[:2] == ["stat", "-L"]

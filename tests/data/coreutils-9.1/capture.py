@@ -72,6 +72,7 @@ def main() -> None:
     tree()
     write("ls_dir", *ls.command(D))
     write("ls_dir_recursive_hidden", *ls.command(D, show_hidden=True, recursive=True))
+    write("ls_hidden_dir", *ls.command(f"{D}/.hiddendir"))
     write("ls_file", *ls.command(NEWLINE))
     write("ls_link", *ls.command(f"{D}/link"))
     write("ls_link_dereference", *ls.command(f"{D}/link", dereference=True))
