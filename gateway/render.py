@@ -67,6 +67,13 @@ MAX_REQUEST_HEADERS_KB = 96
 # the errorType of the FirecREST error object the filter writes (the transcoder's 400s: "validation").
 ERROR_TYPE_HEADER = "x-firecrest-error-type"
 HTTP_RULE_KINDS = ("get", "put", "post", "delete", "patch")
+# jwt_authn's cache of verified tokens (per worker thread, LRU, until each token's `exp`): a repeated
+# token skips the RS256 check. Tokens longer than this many bytes are verified every time.
+JWT_CACHE_SIZE = 1000
+JWT_MAX_CACHED_TOKEN_BYTES = 8192
+# tcmalloc's free pages returned to the system: this many bytes per interval.
+MEMORY_RELEASE_BYTES = 4 * MIB
+MEMORY_RELEASE_INTERVAL = "1s"
 # The route timeout (see route_timeout()): remote commands one call may run one after the other. The
 # most is compute's SubmitJob with an Idempotency-Key when sbatch's outcome is ambiguous: a lookup of
 # the key's job, sbatch, and after a short pause a second lookup.
@@ -325,7 +332,9 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
         routes=routes, route_timeout=f"{route_timeout(cfg)}s", error_type_header=ERROR_TYPE_HEADER,
         services=[service_cluster(name, addr) for name, addr in routed.items()],
-        mesh_tls=mesh_tls_files(cfg), mib=MIB, system_ca_bundle=SYSTEM_CA_BUNDLE)
+        mesh_tls=mesh_tls_files(cfg), mib=MIB, system_ca_bundle=SYSTEM_CA_BUNDLE,
+        jwt_cache_size=JWT_CACHE_SIZE, jwt_max_token_bytes=JWT_MAX_CACHED_TOKEN_BYTES,
+        release_bytes=MEMORY_RELEASE_BYTES, release_interval=MEMORY_RELEASE_INTERVAL)
     yaml.safe_load(bootstrap)  # a syntax error here is a bug in the template
     return bootstrap, lua
 

@@ -101,13 +101,16 @@ local function normalise_bearer(headers)
   end
 end
 
--- The methods of the API's REST routes that match `path` (no query), or nil if none does.
-local function route_methods(path)
+-- nil when `method` is allowed on `path` (no query) by a REST route of the API, or when no route
+-- matches `path`; else the methods of the routes that match it. The common case (a method the route
+-- has) returns at the first matching route without collecting anything.
+local function refused_methods(path, method)
   local methods
   for _, route in ipairs(REST_ROUTES) do
     if path:find(route[1]) then
+      if route[2][method] and method ~= "OPTIONS" then return nil end
       methods = methods or {}
-      for method, _ in pairs(route[2]) do methods[method] = true end
+      for name, _ in pairs(route[2]) do methods[name] = true end
     end
   end
   return methods
@@ -149,7 +152,7 @@ function envoy_on_request(handle)
     return
   end
   if grpc then return end
-  local methods = route_methods(path)
+  local methods = refused_methods(path, method)
   if not methods or methods[method] then return end
   if method == "OPTIONS" then
     handle:respond({ [":status"] = "204", ["allow"] = allow_header(methods) }, "")

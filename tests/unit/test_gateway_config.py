@@ -278,6 +278,20 @@ def test_token_without_exp_is_refused_by_the_provider(bootstrap):
     assert provider["require_expiration"] is True
 
 
+def test_verified_tokens_are_cached(bootstrap):
+    """jwt_authn's cache (issue 8): a repeated token skips the RS256 check; tokens of the embedded
+    provider fit under its size limit."""
+    provider = _filter(bootstrap, "envoy.filters.http.jwt_authn")["providers"]["identity_provider"]
+    cache = provider["jwt_cache_config"]
+    assert cache["jwt_cache_size"] == render.JWT_CACHE_SIZE >= 100
+    assert cache["jwt_max_token_size"] >= 4096
+
+
+def test_envoy_returns_free_heap_to_the_system(bootstrap):
+    manager = bootstrap["memory_allocator_manager"]
+    assert manager["bytes_to_release"] > 0 and manager["memory_release_interval"]
+
+
 def test_codec_header_limit_answers_414(bootstrap):
     hcm = _hcm(bootstrap)
     assert hcm["max_request_headers_kb"] == render.MAX_REQUEST_HEADERS_KB
