@@ -33,6 +33,14 @@ from services.common.config import REPO_ROOT, Config, load_config
 
 PYTHON = sys.executable
 ENVOY_BASE_ID = 41  # distinct from other Envoys a developer may run on this machine
+# Envoy worker threads: one per core of the 2-core reference machine. Each has its own connections
+# to every service, JWT cache and Lua VM; with one, the worker alone limits the gateway at c=32
+# (bench/status.py).
+ENVOY_WORKERS = 2
+# The Python processes: glibc's malloc gives each thread that allocates its own arena (up to 8 × cores),
+# and gRPC's, paramiko's and the SSH workers' threads each keep one mostly empty; two are enough for
+# processes whose Python code runs under one GIL.
+PYTHON_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 @dataclass
@@ -40,6 +48,7 @@ class Process:
     name: str
     argv: list[str]
     ready: callable  # () -> bool
+    env: dict[str, str] | None = None  # added to the launcher's environment
 
 
 def grpc_serving(config: Config, name: str) -> bool:
@@ -65,17 +74,18 @@ def processes(config: Config) -> list[Process]:
     procs = []
     if config.identity.embedded_provider:
         procs.append(Process("idp", [PYTHON, "-m", "services.idp"],
-                             lambda: http_ok(config.identity.issuer + "/.well-known/openid-configuration")))
+                             lambda: http_ok(config.identity.issuer + "/.well-known/openid-configuration"),
+                             PYTHON_ENV))
     for name, address in config.services.items():
         if not (REPO_ROOT / "services" / name / "__main__.py").exists():
             continue  # configured but not implemented yet
         procs.append(Process(name, [PYTHON, "-m", f"services.{name}"],
-                             lambda n=name: grpc_serving(config, n)))
+                             lambda n=name: grpc_serving(config, n), PYTHON_ENV))
     envoy_config = config.state("envoy", "envoy.yaml")
     gateway = config.gateway
     procs.append(Process("envoy", [PYTHON, str(REPO_ROOT / "scripts" / "keep_parent.py"),
                                    str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
-                                   "--base-id", str(ENVOY_BASE_ID), "--concurrency", "1",
+                                   "--base-id", str(ENVOY_BASE_ID), "--concurrency", str(ENVOY_WORKERS),
                                    "--file-flush-interval-msec", "1000",  # access log within 1 s
                                    "--log-level", "warn"],
                          lambda: http_ok(f"http://{gateway.listen}/status/liveness/")))
@@ -160,7 +170,8 @@ def up(config: Config) -> None:
         if pid is None:
             log = open(config.state("logs", f"{proc.name}.log"), "ab")
             child = subprocess.Popen(proc.argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, **proc.env} if proc.env else None)
             pid_file(config, proc.name).write_text(str(child.pid))
             print(f"started {proc.name} (pid {child.pid})")
         wait_ready(config, proc)
