@@ -33,10 +33,11 @@ from services.common.config import REPO_ROOT, Config, load_config
 
 PYTHON = sys.executable
 ENVOY_BASE_ID = 41  # distinct from other Envoys a developer may run on this machine
-# Envoy worker threads: one per core of the 2-core reference machine. Each has its own connections
-# to every service, JWT cache and Lua VM; with one, the worker alone limits the gateway at c=32
-# (bench/status.py).
-ENVOY_WORKERS = 2
+# Envoy worker threads. Measured on the 2-core reference machine (`/status/systems` at c=32, wrk, 3
+# interleaved rounds): 2 workers gave about the same req/s as 1 but a p99 of 80-114 ms instead of
+# 28-39 ms (the second worker competes for the cores with the services, whose Python code runs on
+# one). Each worker has its own connections to every service, JWT cache and Lua VM.
+ENVOY_WORKERS = 1
 # The Python processes: glibc's malloc gives each thread that allocates its own arena (up to 8 × cores),
 # and gRPC's, paramiko's and the SSH workers' threads each keep one mostly empty; two are enough for
 # processes whose Python code runs under one GIL.
@@ -109,9 +110,12 @@ def render_gateway(config: Config) -> bool:
     """Renders the gateway config; True when it differs from what the running gateway loaded."""
     path = gateway_render.render(config, config.state("envoy", "envoy.yaml"))
     stamp = config.state("run", "envoy.inputs")
-    # The transcoder reads the descriptor set only at start: a new one also needs a restart.
+    # The transcoder reads the descriptor set only at start: a new one also needs a restart; so do
+    # new command-line flags.
+    argv = next(proc.argv for proc in processes(config) if proc.name == "envoy")
     inputs = hashlib.sha256(path.read_bytes() + gateway_render.DESCRIPTOR_SET.read_bytes()
-                            + path.with_name("firecrest.lua").read_bytes()).hexdigest()
+                            + path.with_name("firecrest.lua").read_bytes()
+                            + json.dumps(argv).encode()).hexdigest()
     changed = not stamp.exists() or stamp.read_text() != inputs
     stamp.write_text(inputs)
     return changed
