@@ -128,6 +128,11 @@ class SshConfig:
     max_connections_per_user: int
     sessions_per_connection: int
     timeouts: SshTimeouts
+    # What the login node's sshd allows, which the pool is sized from: channels per connection
+    # (MaxSessions) and unauthenticated connections at once before it starts refusing logins
+    # (MaxStartups, its first number).
+    sshd_max_sessions: int = 10
+    sshd_max_startups: int = 10
 
 
 @dataclass(frozen=True)
@@ -240,16 +245,31 @@ def _parse_system(data: dict, index: int) -> SystemConfig:
     mode = _get(ssh, "certificate_mode", sw, "session", kind=str)
     if mode not in ("session", "command"):
         raise ConfigError(f"{sw}.certificate_mode: expected session or command, got {mode!r}")
+    # The pool's size follows from the login node's sshd: sessions_per_connection stays below its
+    # MaxSessions (sshd still counts a session for a moment after its channel closed: 2 spare), and
+    # the connections a user's burst opens at once stay within its MaxStartups.
+    max_sessions = _positive(_get(ssh, "sshd_max_sessions", sw, 10), f"{sw}.sshd_max_sessions")
+    max_startups = _positive(_get(ssh, "sshd_max_startups", sw, 10), f"{sw}.sshd_max_startups")
+    sessions = _positive(_get(ssh, "sessions_per_connection", sw, max(1, max_sessions - 2)),
+                         f"{sw}.sessions_per_connection")
+    if sessions > max_sessions:
+        raise ConfigError(f"{sw}.sessions_per_connection: {sessions} is more than sshd allows "
+                          f"(sshd_max_sessions: {max_sessions})")
+    connections = _positive(_get(ssh, "max_connections_per_user", sw, min(4, max_startups)),
+                            f"{sw}.max_connections_per_user")
+    if connections > max_startups:
+        raise ConfigError(f"{sw}.max_connections_per_user: {connections} logins at once would exceed "
+                          f"what sshd accepts (sshd_max_startups: {max_startups})")
     ssh_config = SshConfig(
         host=_get(ssh, "host", sw, kind=str),
         port=_positive(_get(ssh, "port", sw, 22), f"{sw}.port"),
         known_hosts=_resolve(_get(ssh, "known_hosts", sw, kind=str)),
         certificate_mode=mode,
-        max_connections_per_user=_positive(_get(ssh, "max_connections_per_user", sw, 4),
-                                           f"{sw}.max_connections_per_user"),
-        sessions_per_connection=_positive(_get(ssh, "sessions_per_connection", sw, 8),
-                                          f"{sw}.sessions_per_connection"),
+        max_connections_per_user=connections,
+        sessions_per_connection=sessions,
         timeouts=timeouts,
+        sshd_max_sessions=max_sessions,
+        sshd_max_startups=max_startups,
     )
     sched = _get(data, "scheduler", w, {"type": "slurm"}, kind=dict)
     if _get(sched, "type", f"{w}.scheduler", kind=str) != "slurm":

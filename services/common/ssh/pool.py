@@ -23,8 +23,8 @@ counting against the connection limit until it ends, and the connection it made 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import select
 import socket
 import threading
 import time
@@ -222,6 +222,56 @@ class Stop:
             return self._channel if first else None
 
 
+class _Wakeup:
+    """Wakes the thread running a command when its channel has something new: paramiko's transport
+    thread calls set() when output arrives on stdout or stderr, or when a buffer closes (EOF, CLOSE).
+
+    It stands in for the threading.Event that paramiko's BufferedPipe.set_event() expects. One object
+    serves both buffers, so only the reader clears it (before draining them: nothing is lost in
+    between); a buffer's own clear() when it is drained is ignored, as the other may hold data.
+    Unlike `select` on `Channel.fileno()` (an OS pipe that paramiko keeps readable forever after EOF),
+    waiting on it never spins, and no pipe is made per channel.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        pass  # a buffer was drained: the reader decides (reset)
+
+    def reset(self) -> None:
+        self._event.clear()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+def _start(channel: paramiko.Channel, command: str, wait: bool) -> None:
+    """Sends the `exec` request of `command` on `channel`.
+
+    Without `wait`, the request goes out without waiting for the server's answer: sshd handles a
+    channel's messages in order, so what follows (our EOF, a signal) reaches the command it started.
+    The answer arrives before the command's first output; a refusal closes the channel, which
+    collect() reports as a lost connection (as exec_command() would have).
+    """
+    if wait:
+        channel.exec_command(command)
+        return
+    message = paramiko.Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("exec")
+    message.add_boolean(True)
+    message.add_string(command)
+    channel._event_pending()  # as exec_command(): event_ready turns True on the server's success
+    channel.transport._send_user_message(message)
+
+
 def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
             timeout: float, max_output: int | None, stop: Stop | None = None) -> CommandResult:
     """Runs `command` on an open transport and collects its output (blocking).
@@ -229,6 +279,10 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
     Raises RequestTimeout after `timeout` seconds, PayloadTooLarge when stdout or stderr reach
     `max_output` bytes, SshConnectionFailed when no channel can be opened, CommandStopped when
     `stop` was requested (the command then never started, or its channel is closed).
+
+    Round trips: the channel open; then `exec` and our EOF go out together (a command with input
+    waits for the server's answer to `exec` before sending it), and the worker sleeps until the
+    transport thread hands it output, EOF or CLOSE.
     """
     if stop is not None and stop.requested:
         raise CommandStopped()
@@ -241,12 +295,14 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
             raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
         raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}") from None
     deadline = time.monotonic() + timeout
-    close_by = float("inf")
+    wakeup = _Wakeup()
+    channel.in_buffer.set_event(wakeup)
+    channel.in_stderr_buffer.set_event(wakeup)
     stdout, stderr = bytearray(), bytearray()
     try:
         if stop is not None and stop.requested:
             raise CommandStopped()
-        channel.exec_command(command)
+        _start(channel, command, wait=bool(stdin))
         if stop is not None and not stop.attach(channel):
             terminate(channel, stop.signals)
             raise CommandStopped()
@@ -254,27 +310,36 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
             channel.settimeout(timeout)
             send_stdin(channel, stdin)
         send_eof(channel)
+        # Output until EOF (or CLOSE: the buffers close with it). The server sends a command's output
+        # before its EOF, so once EOF was seen, draining the buffers reads all of it.
         while True:
+            wakeup.reset()
+            finished = channel.eof_received or channel.closed
             while channel.recv_ready():
                 stdout += channel.recv(READ_CHUNK)
             while channel.recv_stderr_ready():
                 stderr += channel.recv_stderr(READ_CHUNK)
             if max_output is not None and (len(stdout) >= max_output or len(stderr) >= max_output):
                 raise PayloadTooLarge("Command output exceeded buffer limit.")
-            # Done when the server closed the channel (it sends exit-status, EOF and CLOSE together):
-            # its MaxSessions slot is then free by the time the next command asks for one.
-            if (channel.exit_status_ready() and not channel.recv_ready()
-                    and not channel.recv_stderr_ready()
-                    and (channel.closed or (channel.eof_received and time.monotonic() > close_by))):
+            if finished:
                 break
-            if stop is not None and stop.requested and channel.closed:
-                raise CommandStopped()  # by the server after our signal, or by terminate()
-            if channel.exit_status_ready() and channel.eof_received and close_by == float("inf"):
-                close_by = time.monotonic() + CLOSE_GRACE_SECONDS
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimeout("Command execution timeout limit exceeded.")
-            select.select([channel], [], [], min(remaining, 1.0))
+            wakeup.wait(min(remaining, 1.0))
+        # Then the exit status (status_event is set by it, or by CLOSE) and the server's CLOSE, which
+        # follows at once: done once the channel is closed, so its MaxSessions slot is free by the
+        # time the next command asks for one (or after CLOSE_GRACE_SECONDS without CLOSE).
+        if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+            raise RequestTimeout("Command execution timeout limit exceeded.")
+        if not channel.closed:
+            with channel.lock:
+                channel.out_buffer_cv.wait_for(lambda: channel.closed, CLOSE_GRACE_SECONDS)
+        if not channel.event_ready and channel.exit_status == -1:
+            # Closed before the server accepted `exec` (it refused it), or by terminate().
+            if stop is not None and stop.requested:
+                raise CommandStopped()
+            raise SshConnectionFailed("SSH connection lost: Channel closed.")
         return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
     except socket.timeout:
         raise RequestTimeout("Command execution timeout limit exceeded.") from None
@@ -311,12 +376,40 @@ class _Connection:
 
 @dataclass(eq=False)
 class _UserSlot:
-    """Connections of one (user, system) and the condition callers wait on for a free channel."""
+    """Connections of one (user, system) and the callers waiting for a free channel (FIFO).
+
+    The bookkeeping is synchronous code on the event loop (no await between a check and its update),
+    so it needs no lock: a caller takes a free channel at once; otherwise it waits on a future of
+    its own, which a released channel resolves for the first waiter (one wake-up per freed channel,
+    not every waiter), and a login that ended resolves for all of them.
+    """
 
     connections: list[_Connection] = field(default_factory=list)
     connecting: int = 0
     waiting: int = 0
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    waiters: collections.deque = field(default_factory=collections.deque)
+
+    def free_connection(self) -> _Connection | None:
+        """The live connection with the fewest channels in use below its capacity (channels spread
+        evenly), dropping dead connections nobody uses."""
+        best = None
+        dead = False
+        for c in self.connections:
+            if not c.alive():
+                dead = True
+            elif c.in_use < c.capacity and (best is None or c.in_use < best.in_use):
+                best = c
+        if dead:
+            self.connections = [c for c in self.connections if c.alive() or c.in_use]
+        return best
+
+    def wake(self, everyone: bool = False) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
 
 
 class SshPool:
@@ -333,7 +426,6 @@ class SshPool:
         # queued behind the commands that fill the main thread pool.
         self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ssh-stop")
         self._abandoned: set[asyncio.Future] = set()  # threads still working for cancelled callers
-        self._background: set[asyncio.Task] = set()
 
     @classmethod
     def for_service(cls, config: Config, service: str) -> "SshPool":
@@ -413,28 +505,39 @@ class SshPool:
 
     async def _acquire(self, caller: Caller, system: SystemConfig) -> tuple[_UserSlot, _Connection]:
         key = (caller.username, system.name)
-        slot = self._slots.setdefault(key, _UserSlot())
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _UserSlot()
+        connection = slot.free_connection()
+        if connection is not None:  # the common case: no wait, no lock, no task
+            connection.in_use += 1
+            return slot, connection
         limit = system.ssh.max_connections_per_user
         capacity = system.ssh.sessions_per_connection
-        async with slot.changed:
-            slot.waiting += 1
-            try:
-                while True:
-                    slot.connections = [c for c in slot.connections if c.alive() or c.in_use]
-                    free = [c for c in slot.connections if c.alive() and c.in_use < c.capacity]
-                    if free:
-                        connection = min(free, key=lambda c: c.in_use)  # spread channels evenly
-                        connection.in_use += 1
-                        return slot, connection
-                    # Open another connection only when the ones being opened cannot serve every
-                    # waiter: a burst of 3 requests for a new user makes one login, not three.
-                    if (len(slot.connections) + slot.connecting < limit
-                            and slot.waiting > slot.connecting * capacity):
-                        slot.connecting += 1
-                        break
-                    await slot.changed.wait()
-            finally:
-                slot.waiting -= 1
+        loop = asyncio.get_running_loop()
+        slot.waiting += 1
+        try:
+            while True:
+                connection = slot.free_connection()
+                if connection is not None:
+                    connection.in_use += 1
+                    return slot, connection
+                # Open another connection only when the ones being opened cannot serve every
+                # waiter: a burst of 3 requests for a new user makes one login, not three.
+                if (len(slot.connections) + slot.connecting < limit
+                        and slot.waiting > slot.connecting * capacity):
+                    slot.connecting += 1
+                    break
+                waiter = loop.create_future()
+                slot.waiters.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():
+                        slot.wake()  # woken, but gone: the wake-up goes to the next waiter
+                    raise
+        finally:
+            slot.waiting -= 1
         # Bookkeeping below is synchronous, so a cancellation cannot land between its steps.
         try:
             cert = await self._certificates.session_certificate(caller)
@@ -459,7 +562,7 @@ class SshPool:
 
     def _login_ended(self, slot: _UserSlot, _work=None) -> None:
         slot.connecting -= 1
-        self._notify(slot)
+        slot.wake(everyone=True)  # a new connection serves many; a failed login lets another try
 
     def _login_abandoned(self, slot: _UserSlot, work: asyncio.Future) -> None:
         """The login of a caller that went away is done: close the connection it made."""
@@ -470,19 +573,7 @@ class SshPool:
     def _release(self, slot: _UserSlot, connection: _Connection, _work=None) -> None:
         connection.in_use -= 1
         connection.last_used = time.monotonic()
-        self._notify(slot)
-
-    def _notify(self, slot: _UserSlot) -> None:
-        """Wakes the callers waiting on `slot` (from synchronous code, so a task takes the lock)."""
-        if slot.waiting:
-            task = asyncio.get_running_loop().create_task(self._notify_now(slot))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    @staticmethod
-    async def _notify_now(slot: _UserSlot) -> None:
-        async with slot.changed:
-            slot.changed.notify_all()
+        slot.wake()
 
     async def _run_with_command_certificate(self, caller, system, command, stdin, timeout, max_output):
         key = (caller.username, system.name)
@@ -520,17 +611,16 @@ class SshPool:
         """Closes connections unused for longer than their system's idle timeout; returns how many."""
         closed = 0
         now = time.monotonic()
-        for (username, system_name), slot in list(self._slots.items()):
-            async with slot.changed:
-                keep = []
-                for c in slot.connections:
-                    limit = idle_seconds if idle_seconds is not None else c.idle_timeout
-                    if c.in_use == 0 and (not c.alive() or now - c.last_used > limit):
-                        c.transport.close()
-                        closed += 1
-                    else:
-                        keep.append(c)
-                slot.connections = keep
+        for slot in list(self._slots.values()):
+            keep = []
+            for c in slot.connections:
+                limit = idle_seconds if idle_seconds is not None else c.idle_timeout
+                if c.in_use == 0 and (not c.alive() or now - c.last_used > limit):
+                    c.transport.close()
+                    closed += 1
+                else:
+                    keep.append(c)
+            slot.connections = keep
         return closed
 
     def connection_count(self, username: str, system_name: str) -> int:
