@@ -1,6 +1,7 @@
 """Gateway hardening (issue 7, part 3), on the wire: real Envoy, real tokens.
 
-- a token without `exp` never expires: refused (401);
+- a token without `exp` never expires: refused (401); Envoy's cache of verified tokens (issue 8) checks
+  `exp` on every hit and is keyed by the whole token;
 - the `Bearer` scheme is case-insensitive (RFC 7235); other schemes and `?access_token=` stay refused;
 - an over-long URL answers 414 with the FirecREST error object, whether the Lua filter (URL over
   16 KiB) or Envoy's codec (request line + headers over 96 KiB) refuses it;
@@ -19,7 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
-
+import time
 import uuid
 
 import grpc
@@ -76,6 +77,41 @@ def test_token_without_exp_is_401(anonymous, sign):
     assert "exp" not in jwt.get_unverified_claims(no_exp)
     # Envoy gives no reason of its own for this one: its generic verification failure.
     body = firecrest_error(anonymous.get("/status/systems", headers={"Authorization": f"Bearer {no_exp}"}), 401)
+    assert body["message"] == "Jwt verification fails", body
+
+
+def _jwt_cache_hits(config) -> int:
+    stats = httpx.get(f"http://{config.gateway.admin}/stats", params={"filter": "jwt_authn.jwt_cache_hit$"}).text
+    return sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if line.strip())
+
+
+def test_a_cached_token_still_expires(anonymous, sign, config):
+    """Envoy caches verified tokens (issue 8), and checks `exp` again on every hit: a token it verified
+    and cached is refused by Envoy itself once it has expired. Envoy allows 60 s of clock skew
+    (clock_skew_seconds' default); the services allow none, so the token is first refused by the status
+    service ("Access token expired": Envoy accepted it, and cached it), then by Envoy ("Jwt is expired")."""
+    now = int(time.time())
+    # Expired 57 s ago: inside Envoy's skew for ~3 s more. A unique jti: no other test's cached token.
+    expiring = sign(exp=now - 57, iat=now - 120, jti=uuid.uuid4().hex)
+    headers = {"Authorization": f"Bearer {expiring}"}
+    first = firecrest_error(anonymous.get("/status/systems", headers=headers), 401, user="alice")
+    assert first["message"] == "Access token expired", first  # the service's refusal: Envoy let it through
+    hits = _jwt_cache_hits(config)
+    again = anonymous.get("/status/systems", headers=headers)
+    if time.time() < now + 2:  # still inside the skew: served from Envoy's cache, refused by the service
+        assert firecrest_error(again, 401, user="alice")["message"] == "Access token expired"
+        assert _jwt_cache_hits(config) > hits
+    time.sleep(max(0.0, now + 4.5 - time.time()))
+    body = firecrest_error(anonymous.get("/status/systems", headers=headers), 401)
+    assert body["message"] == "Jwt is expired", body
+
+
+def test_a_cached_token_serves_only_its_own_user(anonymous, sign):
+    """The cache is keyed by the whole token: a verified token of alice never answers for another token."""
+    alice = sign(jti=uuid.uuid4().hex)
+    assert anonymous.get("/status/systems", headers={"Authorization": f"Bearer {alice}"}).status_code == 200
+    tampered = alice[:-4] + ("AAAA" if not alice.endswith("AAAA") else "BBBB")  # same claims, bad signature
+    body = firecrest_error(anonymous.get("/status/systems", headers={"Authorization": f"Bearer {tampered}"}), 401)
     assert body["message"] == "Jwt verification fails", body
 
 
