@@ -22,7 +22,7 @@ from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import TIME_WINDOWS, JobQuery, SchedulerJob
 from services.slurm import delimited
 from services.slurm.numbers import duration_seconds, epoch, exit_pair, limit_seconds, number
-from services.slurm.values import num, text
+from services.slurm.values import set_num, set_text
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +83,20 @@ def known_users(rows: list[dict[str, str]]) -> dict[int, str]:
     return {uid: r["User"] for r in rows if (uid := number(r["UID"])) is not None and r["User"]}
 
 
-def _time(r: dict[str, str], limit: int | None = None) -> compute_pb2.JobTime:
-    return compute_pb2.JobTime(elapsed=num(number(r["ElapsedRaw"])), start=num(epoch(r["Start"])),
-                               end=num(epoch(r["End"])), suspended=num(duration_seconds(r["Suspended"]) or 0),
-                               limit=num(limit))
+def _fill_time(time: compute_pb2.JobTime, r: dict[str, str], limit: int | None = None) -> None:
+    set_num(time.elapsed, number(r["ElapsedRaw"]))
+    set_num(time.start, epoch(r["Start"]))
+    set_num(time.end, epoch(r["End"]))
+    set_num(time.suspended, duration_seconds(r["Suspended"]) or 0)
+    set_num(time.limit, limit)
 
 
-def _status(r: dict[str, str], reason: str | None) -> compute_pb2.JobStatus:
+def _fill_status(status: compute_pb2.JobStatus, r: dict[str, str], reason: str | None) -> None:
     code, signal = exit_pair(r["ExitCode"])
-    return compute_pb2.JobStatus(state=r["State"], state_reason=text(reason), exit_code=num(code),
-                                 interrupt_signal=num(signal))
+    status.state = r["State"]
+    set_text(status.state_reason, reason)
+    set_num(status.exit_code, code)
+    set_num(status.interrupt_signal, signal)
 
 
 def jobs(rows: list[dict[str, str]], user_names: dict[int, str]) -> list[SchedulerJob]:
@@ -103,19 +107,23 @@ def jobs(rows: list[dict[str, str]], user_names: dict[int, str]) -> list[Schedul
         if step is not None:
             parent = by_id.get(job_id)
             if parent is not None:  # a step without its job (never seen) is dropped
-                parent.job.tasks.append(compute_pb2.JobTask(id=r["JobIDRaw"], name=r["JobName"],
-                                                            status=_status(r, None), time=_time(r)))
+                task = parent.job.tasks.add(id=r["JobIDRaw"], name=r["JobName"])
+                _fill_status(task.status, r, None)
+                _fill_time(task.time, r)
             continue
         if job_id in by_id:
             log.warning("sacct listed job %s twice; keeping the first", job_id)
             continue
         cancelled_by = _CANCELLED_BY.match(r["State"])
         killer = user_names.get(int(cancelled_by.group(1))) if cancelled_by else None
-        job = compute_pb2.Job(
-            job_id=job_id, name=r["JobName"], status=_status(r, r["Reason"]), tasks=[],
-            time=_time(r, limit_seconds(r["TimelimitRaw"])), account=text(r["Account"]),
-            allocation_nodes=number(r["AllocNodes"]) or 0, cluster=r["Cluster"], group=text(r["Group"]),
-            nodes=r["NodeList"], partition=r["Partition"], kill_request_user=text(killer), user=r["User"],
-            working_directory=r["WorkDir"], priority=num(number(r["Priority"])))
+        job = compute_pb2.Job(job_id=job_id, name=r["JobName"], allocation_nodes=number(r["AllocNodes"]) or 0,
+                              cluster=r["Cluster"], nodes=r["NodeList"], partition=r["Partition"], user=r["User"],
+                              working_directory=r["WorkDir"])
+        _fill_status(job.status, r, r["Reason"])
+        _fill_time(job.time, r, limit_seconds(r["TimelimitRaw"]))
+        set_text(job.account, r["Account"])
+        set_text(job.group, r["Group"])
+        set_text(job.kill_request_user, killer)
+        set_num(job.priority, number(r["Priority"]))
         by_id[job_id] = SchedulerJob(job=job, account=r["Account"])
     return list(by_id.values())

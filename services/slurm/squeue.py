@@ -22,7 +22,7 @@ from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import SchedulerJob
 from services.slurm import delimited
 from services.slurm.numbers import duration_seconds, epoch, number, wait_status
-from services.slurm.values import num, text
+from services.slurm.values import set_num, set_text
 
 # JobID first (an anchor: never free text); free text last. `JobID` is the raw id (%A: an array
 # task's own id; an array's pending remainder has its base id, as sacct's JobIDRaw).
@@ -83,19 +83,23 @@ def parse(stdout: str, delimiter: str) -> list[SchedulerJob]:
         exit_code, signal = wait_status(number(r["exit_code"]))
         start = epoch(r["StartTime"])
         end = epoch(r["EndTime"])
-        job = compute_pb2.Job(
-            job_id=r["JobID"], name=r["Name"],
-            status=compute_pb2.JobStatus(state=state, state_reason=text(r["Reason"] or None),
-                                         exit_code=num(exit_code), interrupt_signal=num(signal)),
-            tasks=[],
-            time=compute_pb2.JobTime(elapsed=num(duration_seconds(r["TimeUsed"]) or 0), start=num(start),
-                                     # a running job has no end yet (squeue gives the expected one)
-                                     end=num(None if active and not pending else end), suspended=num(0),
-                                     limit=num(limit)),
-            account=text(r["Account"] or None), allocation_nodes=number(r["NumNodes"]) or 0,
-            cluster=r["Cluster"], group=text(r["GroupName"] or None), nodes=r["NodeList"],
-            partition=r["Partition"], kill_request_user=text(None), user=r["UserName"],
-            working_directory=r["WorkDir"], priority=num(number(r["PriorityLong"])))
+        job = compute_pb2.Job(job_id=r["JobID"], name=r["Name"], allocation_nodes=number(r["NumNodes"]) or 0,
+                              cluster=r["Cluster"], nodes=r["NodeList"], partition=r["Partition"],
+                              user=r["UserName"], working_directory=r["WorkDir"])
+        job.status.state = state
+        set_text(job.status.state_reason, r["Reason"] or None)
+        set_num(job.status.exit_code, exit_code)
+        set_num(job.status.interrupt_signal, signal)
+        time = job.time
+        set_num(time.elapsed, duration_seconds(r["TimeUsed"]) or 0)
+        set_num(time.start, start)
+        set_num(time.end, None if active and not pending else end)  # a running job has no end yet (sacct)
+        set_num(time.suspended, 0)
+        set_num(time.limit, limit)
+        set_text(job.account, r["Account"] or None)
+        set_text(job.group, r["GroupName"] or None)
+        set_text(job.kill_request_user, None)
+        set_num(job.priority, number(r["PriorityLong"]))
         comment = r["Comment"] if r["Comment"] != "(null)" else ""
         task = r["ArrayTaskID"]  # steps of array tasks are named "<array job>_<task>.<step>"
         step_key = f"{r['ArrayJobID']}_{task}" if task.isdigit() else r["JobID"]
@@ -113,13 +117,14 @@ def parse_steps(stdout: str, delimiter: str) -> dict[str, list[tuple[str, comput
     steps: dict[str, list[tuple[str, compute_pb2.JobTask]]] = {}
     for r in delimited.records(stdout, delimiter, STEP_FIELDS, _STEP_ID, "squeue --steps"):
         key, step = _STEP_ID.match(r["StepId"]).groups()
-        task = compute_pb2.JobTask(
-            id=r["StepId"], name=r["StepName"],
-            status=compute_pb2.JobStatus(state=r["StepState"], state_reason=text(None), exit_code=num(0),
-                                         interrupt_signal=num(0)),
-            time=compute_pb2.JobTime(elapsed=num(duration_seconds(r["TimeUsed"]) or 0),
-                                     start=num(epoch(r["StartTime"])), end=num(None), suspended=num(0),
-                                     limit=num(None)))
+        task = compute_pb2.JobTask(id=r["StepId"], name=r["StepName"])
+        task.status.state = r["StepState"]
+        set_text(task.status.state_reason, None)
+        set_num(task.status.exit_code, 0)
+        set_num(task.status.interrupt_signal, 0)
+        for field, value in (("elapsed", duration_seconds(r["TimeUsed"]) or 0), ("start", epoch(r["StartTime"])),
+                             ("end", None), ("suspended", 0), ("limit", None)):
+            set_num(getattr(task.time, field), value)
         steps.setdefault(key, []).append((step, task))
     return steps
 
