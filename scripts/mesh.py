@@ -38,10 +38,6 @@ ENVOY_BASE_ID = 41  # distinct from other Envoys a developer may run on this mac
 # 28-39 ms (the second worker competes for the cores with the services, whose Python code runs on
 # one). Each worker has its own connections to every service, JWT cache and Lua VM.
 ENVOY_WORKERS = 1
-# The Python processes: glibc's malloc gives each thread that allocates its own arena (up to 8 × cores),
-# and gRPC's, paramiko's and the SSH workers' threads each keep one mostly empty; two are enough for
-# processes whose Python code runs under one GIL.
-PYTHON_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 @dataclass
@@ -49,7 +45,6 @@ class Process:
     name: str
     argv: list[str]
     ready: callable  # () -> bool
-    env: dict[str, str] | None = None  # added to the launcher's environment
 
 
 def grpc_serving(config: Config, name: str) -> bool:
@@ -75,13 +70,12 @@ def processes(config: Config) -> list[Process]:
     procs = []
     if config.identity.embedded_provider:
         procs.append(Process("idp", [PYTHON, "-m", "services.idp"],
-                             lambda: http_ok(config.identity.issuer + "/.well-known/openid-configuration"),
-                             PYTHON_ENV))
+                             lambda: http_ok(config.identity.issuer + "/.well-known/openid-configuration")))
     for name, address in config.services.items():
         if not (REPO_ROOT / "services" / name / "__main__.py").exists():
             continue  # configured but not implemented yet
         procs.append(Process(name, [PYTHON, "-m", f"services.{name}"],
-                             lambda n=name: grpc_serving(config, n), PYTHON_ENV))
+                             lambda n=name: grpc_serving(config, n)))
     envoy_config = config.state("envoy", "envoy.yaml")
     gateway = config.gateway
     procs.append(Process("envoy", [PYTHON, str(REPO_ROOT / "scripts" / "keep_parent.py"),
@@ -174,8 +168,7 @@ def up(config: Config) -> None:
         if pid is None:
             log = open(config.state("logs", f"{proc.name}.log"), "ab")
             child = subprocess.Popen(proc.argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **proc.env} if proc.env else None)
+                                     stderr=subprocess.STDOUT, start_new_session=True)
             pid_file(config, proc.name).write_text(str(child.pid))
             print(f"started {proc.name} (pid {child.pid})")
         wait_ready(config, proc)
