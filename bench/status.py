@@ -189,6 +189,10 @@ def report(runs: dict[str, dict]) -> str:
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     out.append("| **total** | " + " | ".join(f"**{totals[(label, phase)] / 1024:.1f}**" for label in labels
                                              for phase in ("at_rest", "after_load")) + " |")
+    notes = [f"- *{label}*: {r['note']}" for label, r in runs.items() if r.get("note")]
+    if notes:
+        out.append("\nNotes:\n")
+        out.extend(notes)
     return "\n".join(out) + "\n"
 
 
@@ -198,22 +202,30 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per case and round")
     parser.add_argument("--rounds", type=int, default=1, help="repetitions of (c=1, c=32)")
     parser.add_argument("--quick", action="store_true", help="2 s cases (smoke run)")
+    parser.add_argument("--note", help="a note kept with this label's run and printed under the tables")
+    parser.add_argument("--report-only", action="store_true",
+                        help="no load: rewrite status.md from status.json (with --note: set the label's note)")
     args, ignored = parser.parse_known_args()  # bench/run.py passes every script the same args
     if ignored:
         print(f"status: ignoring {' '.join(ignored)}")
     if args.quick:
         args.duration = 2
-    if not shutil.which("wrk"):
-        raise SystemExit("status: needs wrk (`bash cluster/install-packages.sh` installs it)")
-    config = load_config()
-    result = run(args, config)
     saved = RESULTS / "status.json"
     try:
         runs = json.loads(saved.read_text()).get("runs", {})
     except (OSError, ValueError, AttributeError):
         runs = {}  # none yet, or the older list-of-rows format
-    runs.pop(args.label, None)
-    runs[args.label] = result
+    if args.report_only:
+        if args.note is not None:
+            runs[args.label]["note"] = args.note
+    else:
+        if not shutil.which("wrk"):
+            raise SystemExit("status: needs wrk (`bash cluster/install-packages.sh` installs it)")
+        result = run(args, load_config())
+        if args.note:
+            result["note"] = args.note
+        runs.pop(args.label, None)
+        runs[args.label] = result
     RESULTS.mkdir(exist_ok=True)
     saved.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     text = report(runs)
