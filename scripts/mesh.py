@@ -34,9 +34,10 @@ from services.common.config import REPO_ROOT, Config, load_config
 PYTHON = sys.executable
 ENVOY_BASE_ID = 41  # distinct from other Envoys a developer may run on this machine
 # Envoy worker threads. Measured on the 2-core reference machine (`/status/systems` at c=32, wrk, 3
-# interleaved rounds): 2 workers gave about the same req/s as 1 but a p99 of 80-114 ms instead of
-# 28-39 ms (the second worker competes for the cores with the services, whose Python code runs on
-# one). Each worker has its own connections to every service, JWT cache and Lua VM.
+# interleaved rounds, bench/results/status.md): 2 workers gave about the same req/s as 1 but a p99 of
+# 80-114 ms in every round, 1 worker 28 and 39 ms (273 ms in a round disturbed by other load): the
+# second worker competes for the cores with the services. Each worker has its own connections to every
+# service, JWT cache and Lua VM.
 ENVOY_WORKERS = 1
 
 
