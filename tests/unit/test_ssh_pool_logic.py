@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from services.common.config import DEFAULT_CONFIG, ConfigError, parse_config
-from services.common.ssh.pool import SshPool, _Connection, _UserSlot, _Wakeup
+from services.common.ssh.pool import SshPool, _Connection, _LoopSignal, _UserSlot, _Wakeup
 
 
 # --- sizing from sshd's limits -------------------------------------------------------------------------
@@ -164,4 +164,39 @@ def test_waiters_get_freed_channels_in_turn_and_a_cancelled_one_passes_its_wake_
         assert connection.in_use == 1 and slot.waiting == 0
         pool._executor.shutdown(wait=False)
         pool._stopper.shutdown(wait=False)
+    asyncio.run(main())
+
+
+# --- the event loop's signal from paramiko's transport thread --------------------------------------------
+
+def test_loop_signal_wakes_the_loop_from_another_thread_and_times_out_otherwise():
+    async def main():
+        loop = asyncio.get_running_loop()
+        signal = _LoopSignal(loop)
+        with pytest.raises(TimeoutError):
+            await signal.wait(0.01)
+        threading.Thread(target=signal.set).start()
+        await signal.wait(30)  # woken by the other thread
+        assert signal.is_set()
+        signal.reset()
+        for _ in range(3):  # many set() before the loop runs: one callback
+            signal.set()
+        await signal.wait(30)
+        signal.reset()
+        assert not signal.is_set()
+    asyncio.run(main())
+
+
+def test_loop_signal_as_a_buffers_event():
+    async def main():
+        signal = _LoopSignal(asyncio.get_running_loop())
+        out, err = BufferedPipe(), BufferedPipe()
+        out.set_event(signal)
+        err.set_event(signal)
+        threading.Thread(target=err.feed, args=(b"x",)).start()
+        await signal.wait(30)
+        assert err.read(1) == b"x"
+        signal.reset()
+        threading.Thread(target=out.close).start()  # EOF wakes the loop too
+        await signal.wait(30)
     asyncio.run(main())
