@@ -99,14 +99,21 @@ class SlurmClient:
         argv = squeue.command(delimiter, user=user, job_id=job_id, all_states=all_states)
         return squeue.parse(await self._squeue(caller, system, argv, job_id), delimiter)
 
+    async def steps(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
+                    job_id: str | None = None) -> dict[str, list]:
+        """The running steps of `user`'s jobs (None: everyone's) or of the job `job_id`, by step key
+        (`squeue.attach_steps` gives them to their jobs)."""
+        delimiter = delimited.new_delimiter()
+        argv = squeue.steps_command(delimiter, user=user, job_id=job_id)
+        return squeue.parse_steps(await self._squeue(caller, system, argv, job_id), delimiter)
+
     async def held_jobs(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
                         job_id: str | None = None, all_states: bool = False) -> list[SchedulerJob]:
         """`queue()` with each job's running steps as tasks (a second squeue, run concurrently)."""
-        delimiter = delimited.new_delimiter()
         jobs, steps = await asyncio.gather(
             self.queue(caller, system, user=user, job_id=job_id, all_states=all_states),
-            self._squeue(caller, system, squeue.steps_command(delimiter, user=user, job_id=job_id), job_id))
-        return squeue.attach_steps(jobs, squeue.parse_steps(steps, delimiter))
+            self.steps(caller, system, user=user, job_id=job_id))
+        return squeue.attach_steps(jobs, steps)
 
     async def _squeue(self, caller: Caller, system: SystemConfig, argv: list[str], job_id: str | None) -> str:
         """squeue's output; a job the controller no longer holds is no output (squeue exits 1)."""

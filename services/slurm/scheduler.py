@@ -38,6 +38,12 @@ _ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"
 _UID_CACHE_SIZE = 4096  # uid → user name (or None: unknown) per system; uids are not re-used in practice
 
 
+def _ignore_outcome(task: asyncio.Future) -> None:
+    """For a query whose answer is no longer needed: its outcome is retrieved, never raised."""
+    if not task.cancelled():
+        task.exception()
+
+
 class SlurmScheduler(Scheduler):
     def __init__(self, slurm: SlurmClient):
         self._slurm = slurm
@@ -163,10 +169,15 @@ class SlurmScheduler(Scheduler):
     async def _get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
         """A job the controller still queues or runs: its answer (one squeue of that job, with its
         steps), no accounting. Otherwise (ended, or no longer held) accounting's record (sacct)."""
-        queued = [j for j in await self._slurm.held_jobs(caller, system, job_id=job_id, all_states=True)
-                  if j.job.job_id == job_id]
-        if queued and queued[0].job.status.state in squeue.ACTIVE_STATES:
-            return [queued[0].job]
+        # The job and its steps concurrently; a job that has ended does not wait for its steps.
+        steps = asyncio.ensure_future(self._slurm.steps(caller, system, job_id=job_id))
+        try:
+            queued = [j for j in await self._slurm.queue(caller, system, job_id=job_id, all_states=True)
+                      if j.job.job_id == job_id]
+            if queued and queued[0].job.status.state in squeue.ACTIVE_STATES:
+                return [squeue.attach_steps(queued, await steps)[0].job]
+        finally:
+            steps.add_done_callback(_ignore_outcome)  # when not awaited (ended job, or squeue failed)
         try:
             history = [j for j in await self._history(caller, system, None, job_id) if j.job.job_id == job_id]
         except ApiError as exc:
