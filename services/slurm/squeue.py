@@ -36,7 +36,7 @@ _STEP_ID = re.compile(r"^(\d+(?:_\d+)?)\.([A-Za-z0-9_+-]+)$")  # "6264.batch", a
 # ended: accounting has its final state and exit code.
 ACTIVE_STATES = frozenset(("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD",
                            "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"))
-_NOT_HELD = re.compile(r"Invalid job id specified")
+_NOT_HELD = re.compile(r"Invalid job id")  # "...specified" (not held), "squeue: error: Invalid job id: abc"
 
 
 def _format(fields: tuple[str, ...], delimiter: str) -> str:
@@ -68,7 +68,7 @@ def steps_command(delimiter: str, *, user: str | None = None, job_id: str | None
 
 
 def not_held(stderr: str) -> bool:
-    """squeue --jobs=<id> of a job the controller no longer holds exits 1 with this message."""
+    """squeue --jobs=<id> of a job the controller does not hold (or an id it cannot parse) exits 1 so."""
     return bool(_NOT_HELD.search(stderr))
 
 

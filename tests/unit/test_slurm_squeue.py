@@ -103,4 +103,6 @@ def test_comment_and_not_held():
     assert [j.job.job_id for j in jobs if j.comment == "firecrest-mesh:capture2"] == ["6274"]
     assert {j.comment for j in jobs} == {"", "firecrest-mesh:capture1", "firecrest-mesh:capture2"}  # (null): ""
     assert squeue.not_held(read("squeue_not_held.stderr.txt"))
+    assert squeue.not_held("squeue: error: Invalid job id: abc\n")  # an id Slurm cannot parse (22.05.8)
+    assert not squeue.not_held("squeue: error: Unable to contact slurm controller (connect failure)\n")
     assert squeue.parse("", DELIMITER) == [] and squeue.parse_steps("", DELIMITER) == {}
