@@ -40,7 +40,8 @@ from bench.harness import RESULTS, Row, measure, percentile, table  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 from services.common.oidc_client import fetch_token  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
-from services.common.ssh.pool import execute, open_transport  # noqa: E402
+from services.common.ssh.channel import execute  # noqa: E402
+from services.common.ssh.transport import open_transport  # noqa: E402
 from services.common.ssh.runner import command_line  # noqa: E402
 from services.common.token_verifier import TokenVerifier  # noqa: E402
 from services.compute.scheduler import JobQuery  # noqa: E402

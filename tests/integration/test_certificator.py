@@ -18,7 +18,8 @@ from services.common import mesh_tls
 from services.common.config import MAX_CERTIFICATE_LIFETIME
 from services.common.errors import SshConnectionFailed
 from services.common.ssh.certificates import UserCertificate, _new_key_pair
-from services.common.ssh.pool import execute, open_transport
+from services.common.ssh.channel import execute
+from services.common.ssh.transport import open_transport
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import threading
 
 import pytest
 
+from services.common.ssh import channel as channel_module
 from services.common.ssh import pool as pool_module
 from services.common.ssh.command import shell_join
 from services.common.ssh.pool import SshPool
@@ -131,7 +132,8 @@ class GatedLogin:
                 return transport
             finally:
                 self.finished.set()
-        monkeypatch.setattr(pool_module, "open_transport", gated)
+        monkeypatch.setattr(pool_module, "open_transport", gated)  # pooled logins
+        monkeypatch.setattr(channel_module, "open_transport", gated)  # command certificate mode
 
 
 def test_cancelled_commands_are_stopped_and_free_their_channels_once_closed(config, caller_of):

@@ -1,5 +1,5 @@
-"""Unit tests of the SSH pool's own logic (services/common/ssh/pool.py), no processes: the pool's
-size from what sshd allows (config), the channel wake-up that replaces `select` on paramiko's pipe,
+"""Unit tests of the SSH pool's own logic (services/common/ssh/: pool, channel, loop_command), no
+processes: the pool's size from what sshd allows (config), the channel wake-up that replaces `select` on paramiko's pipe,
 and the waiters of a user's connections (a free channel wakes one waiter, a login all of them; a
 woken waiter that went away passes its wake-up on). Nothing here asserts on time."""
 
@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from services.common.config import DEFAULT_CONFIG, ConfigError, parse_config
-from services.common.ssh.pool import SshPool, _Connection, _LoopSignal, _UserSlot, _Wakeup
+from services.common.ssh.channel import _Wakeup
+from services.common.ssh.loop_command import _LoopSignal
+from services.common.ssh.pool import SshPool, _Connection, _UserSlot
 
 
 # --- sizing from sshd's limits -------------------------------------------------------------------------

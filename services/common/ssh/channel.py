@@ -1,0 +1,296 @@
+"""One remote command on one SSH channel, run by a worker thread (`execute`): start it, send its
+input, collect its output and exit status; and stopping a command whose caller went away.
+
+sshd drops a whole connection, with every other channel on it, when a message for a channel arrives
+after our CLOSE of it ("... referred to nonexistent channel"); paramiko sends channel messages outside
+the channel lock, so EOF, input and signals are sent here under it (`send_eof`, `send_stdin`,
+`send_signal`). Commands without input are driven by the event loop instead (`loop_command`).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+
+from services.common.config import SystemConfig
+from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed
+from services.common.ssh.certificates import UserCertificate
+from services.common.ssh.command import CommandResult
+from services.common.ssh.transport import open_transport
+
+READ_CHUNK = 256 * 1024
+CLOSE_GRACE_SECONDS = 0.5  # how long to wait for the server's CLOSE after exit-status and EOF
+STOP_SIGNALS = ("TERM", "KILL")  # sent in turn to a cancelled command's process group
+STOP_GRACE_SECONDS = 1.0  # how long a cancelled command has to end after each signal
+
+
+class ChannelRefused(SshConnectionFailed):
+    """sshd refused a new channel on a healthy connection (its MaxSessions count still includes
+    channels we already closed). Transient: the connection stays, the caller tries again."""
+
+
+def send_eof(channel: paramiko.Channel) -> None:
+    """Sends our EOF on `channel`, never after our CLOSE.
+
+    paramiko's shutdown_write() sends the EOF outside the channel lock, so when a command ends at
+    once, the transport thread may answer the server's CLOSE with our CLOSE first; sshd then sees an
+    EOF for a freed channel and drops the whole connection with every other channel on it
+    ("ieof packet referred to nonexistent channel"). Holding the lock while sending orders the two
+    (the private calls are those shutdown_write() itself makes).
+    """
+    with channel.lock:
+        if channel.closed:
+            return
+        message = channel._send_eof()
+        if message is not None:
+            channel.transport._send_user_message(message)
+
+
+def send_stdin(channel: paramiko.Channel, data: bytes) -> None:
+    """Sends `data` as the command's stdin, never after our CLOSE.
+
+    The same race as in send_eof: paramiko's sendall() builds each DATA message under the channel
+    lock but sends it after releasing it. A command that exits without reading its input (e.g. an
+    upload whose target cannot be created) makes the server send CLOSE at once; if the transport
+    thread answers with our CLOSE before our DATA goes out, sshd sees data for a freed channel and
+    drops the whole connection ("data packet referred to nonexistent channel"). Sending under the lock
+    orders them; once the channel is closed the rest of the input is dropped (the command is gone and
+    its exit status tells what happened).
+    """
+    view = memoryview(data)
+    while view:
+        with channel.lock:  # _wait_for_send_window() waits on a condition of this lock, releasing it
+            if channel.closed:
+                return
+            size = channel._wait_for_send_window(min(len(view), channel.out_max_packet_size))
+            if size == 0:  # the server sent EOF: it reads no more input
+                return
+            message = paramiko.Message()
+            message.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+            message.add_int(channel.remote_chanid)
+            message.add_string(bytes(view[:size]))
+            channel.transport._send_user_message(message)
+        view = view[size:]
+
+
+class CommandStopped(Exception):
+    """The command was stopped because its caller went away (never reaches a client)."""
+
+
+def send_signal(channel: paramiko.Channel, name: str) -> bool:
+    """Asks sshd to send signal `name` (RFC 4254 6.9: "TERM", "KILL", ...) to the command's process
+    group (sshd refuses it for forced-command sessions). Like send_eof, never after our CLOSE: sshd
+    drops the whole connection for a request on a freed channel. False when the channel is closed."""
+    message = paramiko.Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    with channel.lock:
+        if channel.closed:
+            return False
+        message.add_int(channel.remote_chanid)
+        message.add_string("signal")
+        message.add_boolean(False)
+        message.add_string(name)
+        channel.transport._send_user_message(message)
+        return True
+
+
+def _closed_within(channel: paramiko.Channel, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while not channel.closed and time.monotonic() < end:
+        time.sleep(0.005)
+    return channel.closed
+
+
+def terminate(channel: paramiko.Channel, signals=STOP_SIGNALS, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Ends the command on `channel` (blocking): each signal in turn until the server closes the
+    channel (the process exited, its session is gone), then closes the channel ourselves."""
+    try:
+        for name in signals:
+            if not send_signal(channel, name) or _closed_within(channel, grace):
+                break
+    except (paramiko.SSHException, EOFError, OSError):
+        pass  # the connection is gone, and the session with it
+    finally:
+        channel.close()
+
+
+class Stop:
+    """Lets the event loop stop a command that a worker thread runs (thread-safe).
+
+    The worker attaches its channel once the command was sent; `request()` then returns it to be
+    terminated. A stop requested before that is seen by the worker, which then either never starts
+    the command or terminates it itself: exactly one side terminates.
+    """
+
+    def __init__(self, signals=STOP_SIGNALS):
+        self.signals = signals
+        self._lock = threading.Lock()
+        self._requested = False
+        self._channel: paramiko.Channel | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def attach(self, channel: paramiko.Channel) -> bool:
+        """The worker's command runs on `channel`. False when a stop was requested before."""
+        with self._lock:
+            self._channel = channel
+            return not self._requested
+
+    def request(self) -> paramiko.Channel | None:
+        """Marks the stop; returns the channel to terminate when the command already runs."""
+        with self._lock:
+            first = not self._requested
+            self._requested = True
+            return self._channel if first else None
+
+
+class _Wakeup:
+    """Wakes the thread running a command when its channel has something new: paramiko's transport
+    thread calls set() when output arrives on stdout or stderr, or when a buffer closes (EOF, CLOSE).
+
+    It stands in for the threading.Event that paramiko's BufferedPipe.set_event() expects. One object
+    serves both buffers, so only the reader clears it (before draining them: nothing is lost in
+    between); a buffer's own clear() when it is drained is ignored, as the other may hold data.
+    Unlike `select` on `Channel.fileno()` (an OS pipe that paramiko keeps readable forever after EOF),
+    waiting on it never spins, and no pipe is made per channel.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        pass  # a buffer was drained: the reader decides (reset)
+
+    def reset(self) -> None:
+        self._event.clear()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+def _start(channel: paramiko.Channel, command: str, wait: bool) -> None:
+    """Sends the `exec` request of `command` on `channel`.
+
+    Without `wait`, the request goes out without waiting for the server's answer: sshd handles a
+    channel's messages in order, so what follows (our EOF, a signal) reaches the command it started.
+    The answer arrives before the command's first output; a refusal closes the channel, which
+    collect() reports as a lost connection (as exec_command() would have).
+    """
+    if wait:
+        channel.exec_command(command)
+        return
+    message = paramiko.Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("exec")
+    message.add_boolean(True)
+    message.add_string(command)
+    channel._event_pending()  # as exec_command(): event_ready turns True on the server's success
+    channel.transport._send_user_message(message)
+
+
+def drain(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray, max_output: int | None) -> bool:
+    """Moves what the channel's buffers hold into `stdout`/`stderr`; True when the server's EOF (or
+    CLOSE) had arrived before reading, so nothing more will come. PayloadTooLarge at `max_output`."""
+    finished = channel.eof_received or channel.closed
+    while channel.recv_ready():
+        stdout += channel.recv(READ_CHUNK)
+    while channel.recv_stderr_ready():
+        stderr += channel.recv_stderr(READ_CHUNK)
+    if max_output is not None and (len(stdout) >= max_output or len(stderr) >= max_output):
+        raise PayloadTooLarge("Command output exceeded buffer limit.")
+    return finished
+
+
+def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
+            timeout: float, max_output: int | None, stop: Stop | None = None) -> CommandResult:
+    """Runs `command` on an open transport and collects its output (blocking).
+
+    Raises RequestTimeout after `timeout` seconds, PayloadTooLarge when stdout or stderr reach
+    `max_output` bytes, SshConnectionFailed when no channel can be opened, CommandStopped when
+    `stop` was requested (the command then never started, or its channel is closed).
+
+    Round trips: the channel open; then `exec` and our EOF go out together (a command with input
+    waits for the server's answer to `exec` before sending it), and the worker sleeps until the
+    transport thread hands it output, EOF or CLOSE.
+    """
+    if stop is not None and stop.requested:
+        raise CommandStopped()
+    try:
+        channel = transport.open_session(timeout=timeout)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        # paramiko keeps one "last channel-open failure" per transport, so of two threads refused at
+        # once one gets a ChannelException and the other a bare SSHException: judge by the transport.
+        if isinstance(exc, paramiko.ChannelException) or transport.is_active():
+            raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
+        raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}") from None
+    deadline = time.monotonic() + timeout
+    wakeup = _Wakeup()
+    channel.in_buffer.set_event(wakeup)
+    channel.in_stderr_buffer.set_event(wakeup)
+    stdout, stderr = bytearray(), bytearray()
+    try:
+        if stop is not None and stop.requested:
+            raise CommandStopped()
+        _start(channel, command, wait=bool(stdin))
+        if stop is not None and not stop.attach(channel):
+            terminate(channel, stop.signals)
+            raise CommandStopped()
+        if stdin:
+            channel.settimeout(timeout)
+            send_stdin(channel, stdin)
+        send_eof(channel)
+        # Output until EOF (or CLOSE: the buffers close with it). The server sends a command's output
+        # before its EOF, so once EOF was seen, draining the buffers reads all of it.
+        while True:
+            wakeup.reset()
+            if drain(channel, stdout, stderr, max_output):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout("Command execution timeout limit exceeded.")
+            wakeup.wait(min(remaining, 1.0))
+        # Then the exit status (status_event is set by it, or by CLOSE) and the server's CLOSE, which
+        # follows at once: done once the channel is closed, so its MaxSessions slot is free by the
+        # time the next command asks for one (or after CLOSE_GRACE_SECONDS without CLOSE).
+        if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+            raise RequestTimeout("Command execution timeout limit exceeded.")
+        if not channel.closed:
+            with channel.lock:
+                channel.out_buffer_cv.wait_for(lambda: channel.closed, CLOSE_GRACE_SECONDS)
+        if not channel.event_ready and channel.exit_status == -1:
+            # Closed before the server accepted `exec` (it refused it), or by terminate().
+            if stop is not None and stop.requested:
+                raise CommandStopped()
+            raise SshConnectionFailed("SSH connection lost: Channel closed.")
+        return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
+    except socket.timeout:
+        raise RequestTimeout("Command execution timeout limit exceeded.") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        if stop is not None and stop.requested:
+            raise CommandStopped() from None  # e.g. sendall() on the channel terminate() closed
+        raise SshConnectionFailed(f"SSH connection lost: {exc}") from None
+    finally:
+        channel.close()
+
+
+def execute_on_own_connection(system: SystemConfig, username: str, cert: UserCertificate, command: str,
+                              stdin: bytes | None, timeout: float, max_output: int | None,
+                              stop: Stop) -> CommandResult:
+    """Logs in with `cert`, runs `command`, logs out (blocking; `command` certificate mode)."""
+    transport = open_transport(system, username, cert)
+    try:
+        return execute(transport, command, stdin, timeout, max_output, stop)
+    finally:
+        transport.close()

@@ -1,0 +1,66 @@
+"""Opening an SSH connection to a system as a user: TCP (TCP_NODELAY), the pinned host key, and a
+certificate login; blocking (the pool calls it on a worker thread).
+
+Without TCP_NODELAY a warm command costs ~48 ms instead of ~3 ms (Nagle + delayed ACK).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import paramiko
+
+from services.common.config import SystemConfig
+from services.common.errors import RequestTimeout, SshConnectionFailed
+from services.common.ssh.certificates import UserCertificate
+
+WINDOW_SIZE = 8 * 1024 * 1024  # large windows: multi-MiB outputs (downloads) in few round trips
+
+
+def _load_known_host_key(system: SystemConfig) -> paramiko.HostKeys:
+    keys = paramiko.HostKeys()
+    try:
+        keys.load(str(system.ssh.known_hosts))
+    except OSError as exc:
+        raise SshConnectionFailed(f"Known hosts file of system {system.name} unreadable: {exc}") from None
+    return keys
+
+
+def _host_entry(system: SystemConfig) -> str:
+    host, port = system.ssh.host, system.ssh.port
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def open_transport(system: SystemConfig, username: str, cert: UserCertificate) -> paramiko.Transport:
+    """Connects, verifies the pinned host key, authenticates with the certificate (blocking)."""
+    timeouts = system.ssh.timeouts
+    try:
+        sock = socket.create_connection((system.ssh.host, system.ssh.port), timeout=timeouts.connection)
+    except socket.timeout:
+        raise RequestTimeout("SSH connection timeout limit exceeded.") from None
+    except OSError as exc:
+        raise SshConnectionFailed(f"Unable to connect to system {system.name}: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE)
+    try:
+        transport.start_client(timeout=timeouts.login)
+        server_key = transport.get_remote_server_key()
+        expected = _load_known_host_key(system).lookup(_host_entry(system)) or {}
+        if expected.get(server_key.get_name()) != server_key:
+            raise SshConnectionFailed(f"Host key of system {system.name} does not match the pinned key")
+        transport.auth_publickey(username, cert.key)
+        if not transport.is_authenticated():
+            raise SshConnectionFailed("SSH authentication failed")
+        transport.set_keepalive(timeouts.keep_alive)
+        return transport
+    except SshConnectionFailed:
+        transport.close()
+        raise
+    except paramiko.AuthenticationException:
+        transport.close()
+        raise SshConnectionFailed(f"SSH login refused for user {username}") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        if isinstance(exc, socket.timeout) or "timeout" in str(exc).lower():
+            raise RequestTimeout("SSH connection timeout limit exceeded.") from None
+        raise SshConnectionFailed(f"SSH connection failed: {exc}") from None
