@@ -18,7 +18,6 @@ import pytest
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
 from services.common import mesh_pki, mesh_tls
-from services.common.config import MeshTlsConfig, load_config
 from services.common.server import Admission, AdmissionInterceptor
 
 
@@ -31,11 +30,8 @@ class FailingStatus(status_pb2_grpc.StatusServiceServicer):
 
 
 @pytest.fixture(scope="module")
-def pki_config(tmp_path_factory):
-    config = load_config()
-    config = dataclasses.replace(config, mesh_tls=MeshTlsConfig(tmp_path_factory.mktemp("pki"), True))
-    mesh_pki.ensure(config)
-    return config
+def pki_config(unit_config):
+    return unit_config  # the repository's configuration with a throw-away mesh PKI (tests/unit/conftest.py)
 
 
 async def _serve_and_call(config, admitted: set[str], as_component: str, call):
