@@ -5,7 +5,6 @@ with identity: the user's token in the request is verified here before anything 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -28,13 +27,7 @@ class CertificatorService(certificator_pb2_grpc.CertificatorServiceServicer):
         self._verifier = TokenVerifier(config.identity)
 
     async def SignCertificate(self, request: certificator_pb2.SignCertificateRequest, context):
-        verifier = self._verifier
-        token = request.access_token
-        if verifier.cached(token) is None and verifier.needs_fetch(token):
-            verified = await asyncio.to_thread(verifier.verify, token)  # may download the JWKS
-        else:
-            verified = verifier.verify(token)
-        token_user = verified.username
+        token_user = (await self._verifier.verify_async(request.access_token)).username
         if request.username != token_user:
             log.warning("refused: certificate asked for %r with a token of %r", request.username, token_user)
             raise Forbidden("The requested username does not match the access token")

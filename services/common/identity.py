@@ -42,13 +42,23 @@ def bearer_token(metadata) -> tuple[str, str | None]:
     return token, username
 
 
-def authenticate(metadata, verifier: TokenVerifier) -> Caller:
-    """Verifies the RPC's token and returns its caller (see module docstring)."""
-    token, gateway_username = bearer_token(metadata)
-    caller = verifier.verify(token)
+def require_same_user(caller: Caller, gateway_username: str | None) -> Caller:
+    """`caller`, unless the gateway's username header names someone else (403)."""
     if gateway_username is not None and gateway_username != caller.username:
         raise Forbidden("The username header does not match the access token")
     return caller
+
+
+def authenticate(metadata, verifier: TokenVerifier) -> Caller:
+    """Verifies the RPC's token and returns its caller (see module docstring); blocking."""
+    token, gateway_username = bearer_token(metadata)
+    return require_same_user(verifier.verify(token), gateway_username)
+
+
+async def authenticate_async(metadata, verifier: TokenVerifier) -> Caller:
+    """authenticate() for the event loop (see TokenVerifier.verify_async)."""
+    token, gateway_username = bearer_token(metadata)
+    return require_same_user(await verifier.verify_async(token), gateway_username)
 
 
 def set_caller(value: Caller | None) -> None:

@@ -52,13 +52,7 @@ class Admission:
         identity.set_caller(None)
         if self.verifier is None or method in self.public_methods:
             return
-        metadata = context.invocation_metadata()
-        token, _ = identity.bearer_token(metadata)
-        verifier = self.verifier
-        if verifier.cached(token) is None and verifier.needs_fetch(token):
-            caller = await asyncio.to_thread(identity.authenticate, metadata, verifier)  # JWKS download
-        else:
-            caller = identity.authenticate(metadata, verifier)  # a hash lookup, or one RS256 check
+        caller = await identity.authenticate_async(context.invocation_metadata(), self.verifier)
         identity.set_caller(caller)
         logs.username.set(caller.username)
 

@@ -13,6 +13,7 @@ a dict lookup; a token that failed is never cached.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -108,6 +109,17 @@ class TokenVerifier:
         verified = VerifiedToken(self.username(claims), token, float(claims["exp"]))
         self._remember(digest, verified)
         return verified
+
+    async def verify_async(self, token: str) -> VerifiedToken:
+        """verify() for the event loop: a cached token is a hash lookup and a fresh one with a known key
+        one RS256 check (~0.2 ms), both inline; only a check that may download the JWKS goes to a
+        thread."""
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
+        if self.needs_fetch(token):
+            return await asyncio.to_thread(self.verify, token)
+        return self.verify(token)
 
     def claims(self, token: str) -> dict:
         """The token's verified claims (no username check, no cache)."""

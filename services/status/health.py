@@ -53,7 +53,7 @@ async def service_account(config: Config, verifier: TokenVerifier) -> Caller:
     token = await asyncio.to_thread(fetch_token, config.identity.token_url, health.service_account, secret)
     # Like any caller, the service account acts only with a token verified here; the user it acts
     # as is the one the token names.
-    caller = await asyncio.to_thread(verifier.verify, token)
+    caller = await verifier.verify_async(token)
     expected = health.service_account_username
     if expected is not None and caller.username != expected:
         raise ServiceAccountError(f"the health service account's token names {caller.username!r}, "
