@@ -22,8 +22,8 @@ from firecrest_mesh.status.v1 import status_pb2
 from services.common.config import Config, SystemConfig
 from services.common.errors import ApiError
 from services.common.identity import Caller
-from services.common.ssh.command import shell_join, with_timeout
 from services.common.ssh.pool import SshPool
+from services.common.ssh.runner import CommandRunner
 from services.common.oidc_client import fetch_token
 from services.common.token_verifier import TokenVerifier
 
@@ -78,7 +78,7 @@ class SystemHealth:
 class HealthChecker:
     def __init__(self, config: Config, pool: SshPool):
         self._config = config
-        self._pool = pool
+        self._runner = CommandRunner(pool)  # probes run like any command: quoted, under `timeout`
         self._verifier = TokenVerifier(config.identity)
         self.results: dict[str, SystemHealth] = {s.name: SystemHealth() for s in config.systems}
         self._task: asyncio.Task | None = None
@@ -113,8 +113,7 @@ class HealthChecker:
         entry = status_pb2.ServiceHealth(service_type=service_type, last_checked=iso_now())
         output = ""
         try:
-            result = await self._pool.run(caller, system, shell_join(with_timeout(timeout, argv)),
-                                          timeout=timeout + 2)
+            result = await self._runner.execute(caller, system, argv, timeout=timeout)
             entry.healthy = result.ok
             output = result.text()
             if not result.ok:

@@ -85,7 +85,7 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
 
 def register(server, config: Config):
     pool = SshPool.for_service(config, "status")
-    health = HealthChecker(config, pool)  # its probes run on the pool directly (`sinfo --version`, `test -d`)
+    health = HealthChecker(config, pool)
     status_pb2_grpc.add_StatusServiceServicer_to_server(
         StatusService(config, SlurmClient(CommandRunner(pool)), health), server)
     reflection.enable(server)  # the gateway routes /grpc.reflection.* here, for the whole API
