@@ -2,7 +2,8 @@
 #   make up     install (apt + pip, idempotent), start the local HPC system,
 #               identity provider, services and gateway; wait until healthy
 #   make down   stop everything (state stays in state/)
-#   make test   make up, then every test (unit, integration through the gateway, conformance)
+#   make test   make up, then every test (unit, integration through the gateway, conformance) in
+#               parallel workers, then the fault tests alone (scripts/test.sh)
 #   make gen    regenerate gen/ from protos/ (and the gateway example, whose routes come from them)
 #   make gateway-example   rewrite gateway/examples/ (config/local.yaml rendered; a test checks it)
 #   make lint   buf lint
@@ -38,7 +39,7 @@ status:
 	$(PY) scripts/mesh.py status
 
 test: up
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	bash scripts/test.sh $(PYTEST_ARGS)
 
 bench: up
 	$(PY) bench/run.py $(BENCH_ARGS)
