@@ -35,7 +35,9 @@ SSHD_PID="$SSHD_DIR/sshd.pid"
 KNOWN_HOSTS="$C/known_hosts"
 CA_PUB="$STATE/certificator/ca.pub"
 
-USERS=(alice bob firecrest)
+# Users as "name default-account other-accounts...": the health checker's service account here; the
+# test users come from the project configuration (`test_users`, printed by test_users.py).
+SERVICE_USERS=("firecrest staff")
 
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: ERROR: $*" >&2; exit 1; }

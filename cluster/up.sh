@@ -51,7 +51,14 @@ mkdir -p "$ETC" "$SLURM_LOG" "$SLURM_RUN" "$SLURM_DIR/ctld" "$SLURM_DIR/slurmd"
 chmod 755 "$STATE" "$C" "$ETC" "$SLURM_DIR"
 
 # --- users ------------------------------------------------------------------
-for u in "${USERS[@]}"; do
+py=$REPO_ROOT/.venv/bin/python
+[[ -x $py ]] || py=python3   # test_users.py needs only PyYAML
+specs=$("$py" "$CLUSTER_SRC/test_users.py") || die "cannot read test_users from the configuration"
+USER_SPECS=()
+while read -r spec; do [[ -z $spec ]] || USER_SPECS+=("$spec"); done <<<"$specs"
+USER_SPECS+=("${SERVICE_USERS[@]}")
+for spec in "${USER_SPECS[@]}"; do
+  read -r u _ <<<"$spec"
   id -u "$u" >/dev/null 2>&1 || useradd --create-home --home-dir "/home/$u" --shell /bin/bash "$u"
   # a locked account ("!" in shadow) is refused by sshd even with a valid certificate
   [[ $(getent shadow "$u" | cut -d: -f2) == '*' ]] || usermod -p '*' "$u"
@@ -234,13 +241,18 @@ if ! grep -q '^local|root|' <<<"$A"; then
   sacctmgr -i add cluster local >/dev/null
   A=$(assocs)
 fi
-for acct in proj-a proj-b shared staff; do
+declare -A ACCOUNTS=()
+for spec in "${USER_SPECS[@]}"; do
+  read -r _ accts <<<"$spec"
+  for acct in $accts; do ACCOUNTS[$acct]=1; done
+done
+for acct in "${!ACCOUNTS[@]}"; do
   grep -q "^local|$acct|$" <<<"$A" ||
     sacctmgr -i add account "$acct" cluster=local description="$acct" organization=firecrest-mesh >/dev/null
 done
-# user:default:other accounts
-for spec in alice:proj-a:shared bob:proj-b:shared firecrest:staff:; do
-  IFS=: read -r u def other <<<"$spec"
+# name default-account other-accounts...
+for spec in "${USER_SPECS[@]}"; do
+  read -r u def other <<<"$spec"
   for acct in $def $other; do
     grep -q "^local|$acct|$u$" <<<"$A" ||
       sacctmgr -i add user "$u" account="$acct" defaultaccount="$def" cluster=local >/dev/null

@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "local.yaml"
 SYSTEM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+SLURM_ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_CERTIFICATE_LIFETIME = 300
 DATA_TYPES = {"users", "store", "archive", "apps", "scratch", "project"}
 
@@ -73,6 +74,20 @@ class IdpClient:
     client_id: str
     username: str
     client_secret: str | None  # None: generated into the state folder
+
+
+@dataclass(frozen=True)
+class TestUser:
+    """A user of the embedded default's local HPC system (`test_users`): cluster/up.sh creates the
+    Unix account (home, scratch, unlocked) and its Slurm associations; the embedded provider gives it
+    a client `firecrest-<name>` unless one is listed in `identity.embedded_provider.clients`."""
+    __test__ = False  # not a pytest class
+    name: str
+    accounts: tuple[str, ...]  # Slurm accounts, the default first
+
+    @property
+    def client_id(self) -> str:
+        return f"firecrest-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,24 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class TasksConfig:
+    """The tasks service and the following of asynchronous jobs (`tasks:`).
+
+    `store` is `sqlite` (the embedded default: one file, WAL, at `sqlite_path`) or `redis` (several
+    tasks-service replicas share `redis_url`). Finished tasks are deleted `retention_seconds` after
+    they ended (default 7 days). The compute service's follower asks the scheduler about the jobs of
+    each user on each system once every `follow_interval_seconds`; watchers of a task on another
+    replica notice a change within `watch_poll_seconds` at most (sooner with Redis' notifications).
+    """
+    store: str
+    sqlite_path: Path
+    redis_url: str
+    retention_seconds: int
+    follow_interval_seconds: int
+    watch_poll_seconds: float
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     state_dir: Path
@@ -169,6 +202,8 @@ class Config:
     certificator: CertificatorConfig
     health: HealthConfig
     systems: tuple[SystemConfig, ...]
+    test_users: tuple[TestUser, ...] = ()
+    tasks: TasksConfig | None = None
     _by_name: dict[str, SystemConfig] = field(default_factory=dict, compare=False, repr=False)
 
     def system(self, name: str) -> SystemConfig | None:
@@ -229,6 +264,25 @@ def _parse_identity(data: dict) -> IdentityConfig:
         username_claim=_get(data, "username_claim", w, "preferred_username", kind=str),
         embedded_provider=embedded,
     )
+
+
+def _parse_test_users(items: list) -> tuple[TestUser, ...]:
+    users = []
+    for i, u in enumerate(items):
+        w = f"test_users[{i}]"
+        name = _get(u, "name", w, kind=str)
+        if not USERNAME_RE.match(name):
+            raise ConfigError(f"{w}.name: not a valid Unix username: {name!r}")
+        accounts = _get(u, "accounts", w, kind=list)
+        if not accounts:
+            raise ConfigError(f"{w}.accounts: at least one Slurm account (the default first)")
+        for account in accounts:
+            if not isinstance(account, str) or not SLURM_ACCOUNT_RE.match(account):
+                raise ConfigError(f"{w}.accounts: not a valid Slurm account name: {account!r}")
+        users.append(TestUser(name, tuple(dict.fromkeys(accounts))))
+    if len({u.name for u in users}) != len(users):
+        raise ConfigError("test_users: duplicate names")
+    return tuple(users)
 
 
 def _parse_system(data: dict, index: int) -> SystemConfig:
@@ -301,6 +355,29 @@ def _parse_system(data: dict, index: int) -> SystemConfig:
     )
 
 
+def _parse_tasks(data: dict, state_dir: Path) -> TasksConfig:
+    w = "tasks"
+    store = _get(data, "store", w, "sqlite", kind=str)
+    if store not in ("sqlite", "redis"):
+        raise ConfigError(f"{w}.store: expected sqlite or redis, got {store!r}")
+    redis_url = _get(data, "redis_url", w, "", kind=str)
+    if store == "redis" and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{w}.redis_url: expected a redis:// URL with store: redis, got {redis_url!r}")
+    sqlite_path = _get(data, "sqlite_path", w, None, kind=str)
+    poll = _get(data, "watch_poll_seconds", w, 1.0, kind=(int, float))
+    if isinstance(poll, bool) or not 0 < poll <= 60:
+        raise ConfigError(f"{w}.watch_poll_seconds: expected a number of seconds in (0, 60], got {poll!r}")
+    return TasksConfig(
+        store=store,
+        sqlite_path=_resolve(sqlite_path) if sqlite_path else state_dir / "tasks" / "tasks.db",
+        redis_url=redis_url,
+        retention_seconds=_positive(_get(data, "retention_seconds", w, 7 * 24 * 3600), f"{w}.retention_seconds"),
+        follow_interval_seconds=_positive(_get(data, "follow_interval_seconds", w, 3),
+                                          f"{w}.follow_interval_seconds"),
+        watch_poll_seconds=float(poll),
+    )
+
+
 def parse_config(data: dict, path: Path) -> Config:
     """Validates the parsed YAML `data` and returns the typed configuration."""
     state_dir = Path(os.environ.get("FIRECREST_MESH_STATE") or _resolve(_get(data, "state_dir", "", "state")))
@@ -353,6 +430,8 @@ def parse_config(data: dict, path: Path) -> Config:
                             _resolve(f) if (f := _get(health, "client_secret_file", "health", None, kind=str))
                             else state_dir / "idp" / "clients" / f"{service_account}.secret"),
         systems=systems,
+        test_users=_parse_test_users(_get(data, "test_users", "", [], kind=list)),
+        tasks=_parse_tasks(_get(data, "tasks", "", {}, kind=dict), state_dir),
         _by_name=by_name,
     )
 

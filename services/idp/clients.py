@@ -1,4 +1,10 @@
-"""The OAuth2 client registry: the configured clients as Authlib client objects."""
+"""The OAuth2 client registry: the configured clients as Authlib client objects.
+
+The clients are those listed in `identity.embedded_provider.clients`, plus one `firecrest-<name>`
+for every test user (`test_users`) that has no listed client of that id; its secret is generated
+into the state folder (see client_secrets). Tests and benchmarks get a user's credentials from
+`credentials()`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from services.common.config import Config
+from services.common.config import Config, IdpClient
 
 from .client_secrets import client_secret
 
@@ -42,10 +48,28 @@ class Client(ClientMixin):
         return False  # no authorization endpoint
 
 
-def load_clients(cfg: Config) -> dict[str, Client]:
-    """All configured clients by client_id; missing secrets are generated (see client_secrets)."""
+def configured_clients(cfg: Config) -> list[IdpClient]:
+    """The listed clients, then a client (secret generated) for each test user without a listed one."""
     provider = cfg.identity.embedded_provider
     if provider is None:
         raise ValueError("identity.embedded_provider is not configured")
+    listed = {c.client_id for c in provider.clients}
+    return [*provider.clients,
+            *(IdpClient(u.client_id, u.name, None) for u in cfg.test_users if u.client_id not in listed)]
+
+
+def load_clients(cfg: Config) -> dict[str, Client]:
+    """All configured clients by client_id; missing secrets are generated (see client_secrets)."""
     return {c.client_id: Client(c.client_id, c.username, client_secret(cfg, c))
-            for c in provider.clients}
+            for c in configured_clients(cfg)}
+
+
+def credentials(cfg: Config, username: str) -> tuple[str, str]:
+    """(client_id, secret) of the embedded provider's client for `username`: `firecrest-<username>`
+    if there is one, else the first client acting as that user. For tests and benchmarks, run as the
+    provider's user (the generated secrets are mode 600). KeyError if no client acts as `username`."""
+    clients = [c for c in configured_clients(cfg) if c.username == username]
+    if not clients:
+        raise KeyError(f"no client of the embedded provider acts as {username!r}")
+    client = next((c for c in clients if c.client_id == f"firecrest-{username}"), clients[0])
+    return client.client_id, client_secret(cfg, client)

@@ -33,8 +33,22 @@ def test_shipped_config_is_valid(raw):
     (lambda d: d["certificator"].update(source_addresses=["not-a-network"]), "source_addresses"),
     (lambda d: d["identity"]["embedded_provider"]["clients"][0].update(username="Alice; rm"), "username"),
     (lambda d: d["systems"][0]["ssh"]["timeouts"].update(command_execution=0), "command_execution"),
+    (lambda d: d["test_users"][2].update(name="user 01"), r"test_users[2].name"),
+    (lambda d: d["test_users"][2].update(accounts=[]), r"test_users[2].accounts"),
+    (lambda d: d["test_users"][2].update(accounts=["proj-a;rm"]), r"test_users[2].accounts"),
+    (lambda d: d["test_users"].append(copy.deepcopy(d["test_users"][0])), "test_users: duplicate"),
 ])
 def test_bad_values_are_refused(raw, mutate, key):
     mutate(raw)
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         parse_config(raw, DEFAULT_CONFIG)
+
+
+def test_test_users(raw):
+    """At least 8 test users, alice and bob among them with their accounts; the key is optional."""
+    users = {u.name: u for u in parse_config(raw, DEFAULT_CONFIG).test_users}
+    assert len(users) >= 8
+    assert users["alice"].accounts == ("proj-a", "shared") and users["bob"].accounts == ("proj-b", "shared")
+    assert users["user01"].client_id == "firecrest-user01"
+    raw.pop("test_users")
+    assert parse_config(raw, DEFAULT_CONFIG).test_users == ()
