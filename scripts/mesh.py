@@ -5,8 +5,11 @@
     python scripts/mesh.py status  one line per process
     python scripts/mesh.py stop NAME   stop one process (fault tests; `up` starts it again)
 
-Called by `make up` / `make down` after the local HPC system is up (cluster/up.sh). Each process
-writes its log to state/logs/<name>.log and its pid to state/run/<name>.pid; `up` is idempotent.
+Called by `make up` / `make down` after the local HPC system is up (cluster/up.sh). The processes
+run under scripts/process_supervisor.py (started by `up`, stopped by `down`), which restarts one that
+dies with backoff; `stop NAME` tells it to stop NAME and not restart it until the next `up`. Each
+process writes its log to state/logs/<name>.log and its pid to state/run/<name>.pid; `up` is
+idempotent.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import process_supervisor as supervisor
 from gateway import render as gateway_render
 from services.common import mesh_pki, mesh_tls
 from services.common.config import REPO_ROOT, Config, load_config
@@ -79,8 +83,8 @@ def processes(config: Config) -> list[Process]:
                              lambda n=name: grpc_serving(config, n)))
     envoy_config = config.state("envoy", "envoy.yaml")
     gateway = config.gateway
-    procs.append(Process("envoy", [PYTHON, str(REPO_ROOT / "scripts" / "keep_parent.py"),
-                                   str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
+    # Envoy's parent is the supervisor, which outlives it (Envoy ends itself when its parent exits).
+    procs.append(Process("envoy", [str(Path(PYTHON).parent / "envoy"), "-c", str(envoy_config),
                                    "--base-id", str(ENVOY_BASE_ID), "--concurrency", str(ENVOY_WORKERS),
                                    "--file-flush-interval-msec", "1000",  # access log within 1 s
                                    "--log-level", "warn"],
@@ -116,17 +120,99 @@ def render_gateway(config: Config) -> bool:
     return changed
 
 
-def stop(config: Config, name: str) -> None:
+def kill_by_pid_file(config: Config, name: str) -> None:
+    """Stops a process that no running supervisor owns (left by a supervisor that died)."""
     pid = running_pid(config, name)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + supervisor.STOP_TIMEOUT
         while time.monotonic() < deadline and running_pid(config, name):
             time.sleep(0.1)
         if running_pid(config, name):
             os.kill(pid, signal.SIGKILL)
-        print(f"stopped {name}")
+        print(f"stopped {name} (unsupervised, pid {pid})")
     pid_file(config, name).unlink(missing_ok=True)
+
+
+def supervisor_pid(config: Config) -> int | None:
+    pid = running_pid(config, "supervisor")
+    try:
+        return pid if pid and b"process_supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except OSError:
+        return None
+
+
+def supervised(config: Config) -> dict:
+    """The supervisor's last report: name → state, want, pid, started_at, restarts, failures, ..."""
+    return supervisor.read_json(config.state("run", "supervisor", "status.json")).get("programs", {})
+
+
+def ensure_supervisor(config: Config) -> int:
+    """The supervisor's pid; starts it (after stopping what a dead one left running) if needed."""
+    if pid := supervisor_pid(config):
+        return pid
+    for proc in reversed(processes(config)):
+        kill_by_pid_file(config, proc.name)
+    folder = config.state("run", "supervisor")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "programs.json").unlink(missing_ok=True)  # a new supervisor starts with nothing wanted
+    (folder / "status.json").unlink(missing_ok=True)
+    log = open(config.state("logs", "supervisor.log"), "ab")
+    child = subprocess.Popen([PYTHON, str(REPO_ROOT / "scripts" / "process_supervisor.py"),
+                              str(config.state("run")), str(config.state("logs"))],
+                             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    await_supervisor(config, lambda programs: supervisor.read_json(folder / "status.json"), "start")
+    print(f"started supervisor (pid {child.pid})")
+    return child.pid
+
+
+def await_supervisor(config: Config, done, what: str, timeout: float = 30) -> dict:
+    """Polls the supervisor's report until `done(programs)` is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        programs = supervised(config)
+        if value := done(programs):
+            return value
+        if supervisor_pid(config) is None and what != "start":
+            raise SystemExit(f"the supervisor is not running; see {config.state('logs', 'supervisor.log')}")
+        time.sleep(0.1)
+    raise SystemExit(f"the supervisor did not {what} in {timeout:.0f} s; see {config.state('logs', 'supervisor.log')}")
+
+
+def want(config: Config, name: str, wanted: str) -> dict:
+    """Tells the supervisor to run (`up`) or stop (`down`) `name`; returns its report once it did."""
+    pid = ensure_supervisor(config)
+    path = config.state("run", "supervisor", "programs.json")
+    programs = supervisor.read_json(path).get("programs", {})
+    argv = next((proc.argv for proc in processes(config) if proc.name == name), None)
+    if argv is None:
+        argv = programs.get(name, {}).get("argv")
+    if argv is None:
+        raise SystemExit(f"no process named {name}")
+    if programs.get(name) != {"argv": argv, "want": wanted}:
+        programs[name] = {"argv": argv, "want": wanted}
+        supervisor.write_json(path, {"programs": programs})
+        os.kill(pid, signal.SIGHUP)
+
+    def reached(programs: dict) -> dict | None:
+        report = programs.get(name)
+        if not report or report["want"] != wanted:
+            return None
+        if wanted == "down":
+            return report if report["state"] == "stopped" else None
+        return report if report["state"] in ("running", "backoff") else None
+    return await_supervisor(config, reached, f"{'start' if wanted == 'up' else 'stop'} {name}")
+
+
+def stop(config: Config, name: str) -> None:
+    if supervisor_pid(config) is None:
+        kill_by_pid_file(config, name)
+        return
+    was = supervised(config).get(name, {}).get("state")
+    want(config, name, "down")
+    if was in ("running", "backoff", "stopping"):
+        print(f"stopped {name}")
 
 
 def wait_ready(config: Config, proc: Process, timeout: float = 60) -> None:
@@ -135,9 +221,11 @@ def wait_ready(config: Config, proc: Process, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         if proc.ready():
             return
-        if running_pid(config, proc.name) is None:
+        if supervised(config).get(proc.name, {}).get("failures", 0) >= 3:  # dies at every start
             tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-            raise SystemExit(f"{proc.name} exited during start-up; last lines of {log}:\n" + "\n".join(tail))
+            raise SystemExit(f"{proc.name} keeps exiting during start-up (the supervisor retries it with "
+                             f"backoff; `mesh.py stop {proc.name}` stops that); last lines of {log}:\n"
+                             + "\n".join(tail))
         time.sleep(0.2)
     raise SystemExit(f"{proc.name} did not become healthy in {timeout:.0f} s; see {log}")
 
@@ -161,17 +249,15 @@ def ensure_mesh_pki(config: Config) -> None:
 def up(config: Config) -> None:
     for folder in ("run", "logs"):
         config.state(folder).mkdir(parents=True, exist_ok=True)
+    ensure_supervisor(config)
     ensure_mesh_pki(config)
     if render_gateway(config):
         stop(config, "envoy")  # Envoy does not reload a changed bootstrap file by itself
-    for proc in processes(config):
-        pid = running_pid(config, proc.name)
-        if pid is None:
-            log = open(config.state("logs", f"{proc.name}.log"), "ab")
-            child = subprocess.Popen(proc.argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-            pid_file(config, proc.name).write_text(str(child.pid))
-            print(f"started {proc.name} (pid {child.pid})")
+    for proc in processes(config):  # in order, each healthy before the next starts
+        before = supervised(config).get(proc.name, {})
+        report = want(config, proc.name, "up")
+        if report.get("pid") and report["pid"] != before.get("pid"):
+            print(f"started {proc.name} (pid {report['pid']})")
         wait_ready(config, proc)
     gw = config.gateway.listen
     print(json.dumps({"gateway": f"http://{gw}", "admin": f"http://{config.gateway.admin}",
@@ -180,15 +266,53 @@ def up(config: Config) -> None:
 
 
 def down(config: Config) -> None:
+    """Stops the supervisor, which stops every process first; then anything left unsupervised."""
+    if pid := supervisor_pid(config):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + supervisor.STOP_TIMEOUT + 10
+        while time.monotonic() < deadline and supervisor_pid(config):
+            time.sleep(0.1)
+        if supervisor_pid(config):
+            os.kill(pid, signal.SIGKILL)
+        print(f"stopped the supervisor (pid {pid}) and its processes")
     for proc in reversed(processes(config)):
-        stop(config, proc.name)
+        kill_by_pid_file(config, proc.name)
+    pid_file(config, "supervisor").unlink(missing_ok=True)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def status(config: Config) -> None:
+    """One line per process: state, pid, uptime and restarts (starts after it died by itself)."""
+    pid = supervisor_pid(config)
+    state = f"running (pid {pid})" if pid else "not running: nothing restarts a process that dies"
+    print(f"{'supervisor':14} {state}")
+    reports = supervised(config) if pid else {}
     for proc in processes(config):
-        pid = running_pid(config, proc.name)
-        state = "healthy" if pid and proc.ready() else ("running, not ready" if pid else "stopped")
-        print(f"{proc.name:14} {state}{f' (pid {pid})' if pid else ''}")
+        report = reports.get(proc.name, {})
+        pid = report.get("pid") if pid else running_pid(config, proc.name)
+        if report.get("state") == "backoff":
+            state = f"exited ({report['last_exit']}), restart in {report['restart_in']} s"
+        elif report.get("state") == "stopping":
+            state = "stopping"
+        elif pid:
+            state = "healthy" if proc.ready() else "running, not ready"
+        else:
+            state = "stopped"
+        details = [f"pid {pid}"] if pid else []
+        if pid and report.get("started_at"):
+            details.append(f"up {duration(time.time() - report['started_at'])}")
+        if report:
+            details.append(f"restarts {report['restarts']}")
+        suffix = f" ({', '.join(details)})" if details else ""
+        print(f"{proc.name:14} {state}{suffix}")
 
 
 def main() -> None:
