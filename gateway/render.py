@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as a script: python gateway/render.py
 
 from services.common import mesh_pki  # noqa: E402
 from services.common.config import REPO_ROOT, Address, Config, ConfigError, load_config  # noqa: E402
+from services.common.health_listener import health_address  # noqa: E402
 from services.common.ssh.certificates import CERTIFICATOR_TIMEOUT_SECONDS  # noqa: E402
 from services.common.ssh.runner import SSH_GRACE_SECONDS  # noqa: E402
 
@@ -103,6 +104,7 @@ class Cluster:
     port: int
     type: str  # STATIC (an IP literal), STRICT_DNS (a host name), LOGICAL_DNS (external provider)
     https: bool = False
+    health_port: int = 0  # a service's health listener (services/common/health_listener.py)
 
 
 # --- From the descriptor set ------------------------------------------------------------------------
@@ -216,7 +218,8 @@ def _is_loopback(host: str) -> bool:
 
 def service_cluster(name: str, addr: Address) -> Cluster:
     """A routed service: STATIC for an IP literal, STRICT_DNS for a host name (mutual TLS: the template)."""
-    return Cluster(name, addr.host, addr.port, "STATIC" if _is_ip(addr.host) else "STRICT_DNS")
+    return Cluster(name, addr.host, addr.port, "STATIC" if _is_ip(addr.host) else "STRICT_DNS",
+                   health_port=health_address(addr).port)
 
 
 def idp_cluster(jwks_uri: str) -> Cluster:

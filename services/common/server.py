@@ -9,6 +9,10 @@ Every RPC but gRPC health passes two checks before its handler runs:
    from the gateway, except on the server's public methods (liveness) and on the certificator,
    which verifies the token carried in its request itself.
 
+gRPC health is served twice: on the API port (the launcher's readiness checks) and, for the
+gateway's health checks, on a port of its own answered by threads that never wait for the event
+loop (`health_listener`).
+
 Each service's `__main__` calls `run(name, register)`; `register(server, config)` adds its servicers
 and returns an optional list of async start-up/shutdown hooks (e.g. the SSH pool's janitor).
 """
@@ -27,6 +31,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import identity, logs, mesh_pki, mesh_tls
+from services.common.health_listener import HealthListener
 from services.common.config import Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
 from services.common.rpc import HTTP_CODE_KEY, metadata_value
@@ -39,17 +44,27 @@ class Admission:
     """Who may call a server: the mesh identities admitted, and whether callers' tokens are
     verified here (all but the certificator), except on the public methods."""
 
-    def __init__(self, peers: set[str], verifier: TokenVerifier | None, public_methods: frozenset[str]):
+    def __init__(self, peers: set[str], verifier: TokenVerifier | None, public_methods: frozenset[str],
+                 internal_services: tuple[str, ...] = (), internal_peers: set[str] = frozenset()):
         self.peers = peers
         self.verifier = verifier
         self.public_methods = public_methods
+        # Internal gRPC services (`/pkg.Service/` prefixes): only `internal_peers` (the mesh's
+        # services, never the gateway) may call them, and no user token is involved.
+        self.internal_services = internal_services
+        self.internal_peers = internal_peers
 
     async def admit(self, context: grpc.aio.ServicerContext, method: str) -> None:
         """Raises Forbidden/Unauthenticated/BadRequest unless peer and caller are admitted; records the
         verified caller for the handler (`identity.caller()`)."""
-        if not self.peers & mesh_tls.peer_names(context):
-            raise Forbidden("This mesh component may not call this service")
+        peers = mesh_tls.peer_names(context)
         identity.set_caller(None)
+        if self.internal_services and method.startswith(self.internal_services):
+            if not self.internal_peers & peers:
+                raise Forbidden("Only the mesh's services may call this method")
+            return
+        if not self.peers & peers:
+            raise Forbidden("This mesh component may not call this service")
         if self.verifier is None or method in self.public_methods:
             return
         caller = await identity.authenticate_async(context.invocation_metadata(), self.verifier)
@@ -199,23 +214,28 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 Register = Callable[[grpc.aio.Server, Config], Iterable[Callable[[], Awaitable[None]]] | None]
 
 
-def admission_for(name: str, config: Config, public_methods: frozenset[str]) -> Admission:
+def admission_for(name: str, config: Config, public_methods: frozenset[str],
+                  internal_services: frozenset[str] = frozenset()) -> Admission:
     """The certificator admits only the services and checks tokens itself; every other service admits
-    the gateway and the services and verifies each caller's token."""
+    the gateway and the services and verifies each caller's token, except on its internal services
+    (e.g. tasks' TaskRecordsService), which admit only the services and take no token."""
     services = {s for s in config.services if s != "certificator"}
     if name == "certificator":
         return Admission(services, None, frozenset())
-    return Admission(services | {mesh_pki.GATEWAY}, TokenVerifier(config.identity), public_methods)
+    return Admission(services | {mesh_pki.GATEWAY}, TokenVerifier(config.identity), public_methods,
+                     tuple(f"/{s}/" for s in internal_services), services)
 
 
 async def serve(name: str, register: Register, config: Config | None = None,
-                public_methods: frozenset[str] = frozenset()) -> None:
+                public_methods: frozenset[str] = frozenset(),
+                internal_services: frozenset[str] = frozenset()) -> None:
     config = config or load_config()
     address = config.services[name]
     # The gateway limits raw (HttpBody) bodies only; transcoded JSON bodies are limited here, to the
     # same size (plus framing). The gateway answers 413 when a request is refused for its size.
     max_request = config.gateway.max_request_body_bytes + 64 * 1024
-    server = grpc.aio.server(interceptors=[AdmissionInterceptor(admission_for(name, config, public_methods))],
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(
+                                 admission_for(name, config, public_methods, internal_services))],
                              options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", max_request),
                                       ("grpc.max_send_message_length", 64 * 1024 * 1024)])
@@ -225,6 +245,9 @@ async def serve(name: str, register: Register, config: Config | None = None,
     server.add_secure_port(str(address), mesh_tls.server_credentials(config, name))
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    # The gateway's health checks go to a listener of their own that never waits for the event loop.
+    health_listener = HealthListener(config, name)
+    health_listener.start()
     log.info("%s listening on %s", name, address)
 
     stop = asyncio.Event()
@@ -232,17 +255,20 @@ async def serve(name: str, register: Register, config: Config | None = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await health_servicer.enter_graceful_shutdown()
+    health_listener.heartbeat.stop()
+    await asyncio.gather(health_servicer.enter_graceful_shutdown(), asyncio.to_thread(health_listener.stop))
     await server.stop(grace=3)
     for hook in shutdown_hooks:
         await hook()
 
 
-def run(name: str, register: Register, public_methods: frozenset[str] = frozenset()) -> None:
+def run(name: str, register: Register, public_methods: frozenset[str] = frozenset(),
+        internal_services: frozenset[str] = frozenset()) -> None:
     """Entry point of a service process: JSON logs, config, serve until SIGTERM. `public_methods`
-    (full gRPC method names) need no token, only an admitted peer."""
+    (full gRPC method names) need no token, only an admitted peer; `internal_services` (full gRPC
+    service names) admit only the mesh's services and need no token."""
     logs.setup(name)
     # A request hops between the event loop, an SSH worker thread and paramiko's transport thread;
     # with the default 5 ms GIL switch interval each hop can wait that long.
     sys.setswitchinterval(0.0005)
-    asyncio.run(serve(name, register, public_methods=public_methods))
+    asyncio.run(serve(name, register, public_methods=public_methods, internal_services=internal_services))

@@ -20,6 +20,7 @@ import yaml
 from gateway import render
 from services.common import mesh_pki
 from services.common.config import REPO_ROOT, load_config
+from services.common.health_listener import health_address
 from services.common.ssh.certificates import CERTIFICATOR_TIMEOUT_SECONDS
 from services.common.ssh.runner import SSH_GRACE_SECONDS
 
@@ -88,6 +89,8 @@ def test_every_service_but_the_certificator_is_routed(bootstrap):
         endpoint = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
         assert endpoint["address"]["socket_address"] == {"address": addr.host, "port_value": addr.port}
         assert clusters[name]["health_checks"][0]["grpc_health_check"] == {}
+        # Health is asked on the listener that never waits for the service's event loop.
+        assert endpoint["health_check_config"] == {"port_value": health_address(addr).port}
     # The last route answers everything else with 404.
     assert _routes(bootstrap)[-1] == {"match": {"prefix": "/"},
                                       "direct_response": {"status": 404, "body": {"inline_string": "Not Found"}}}
@@ -412,3 +415,22 @@ def test_the_example_names_no_machine_path():
     assert '{filename: "${STATE}/mesh-pki/envoy.crt"}' in text
     assert 'filename: "${STATE}/envoy/firecrest.lua"' in text
     assert 'proto_descriptor: "${REPO}/gen/envoy/api_descriptor.pb"' in text
+
+
+def test_busy_or_unhealthy_service_is_still_routed_to(bootstrap):
+    """Issue 13: a single endpoint that looks unhealthy still gets requests (panic routing), health
+    checks tolerate a slow answer, and only failures Envoy sees itself (not a service's 5xx) eject."""
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    for name in load_config(CONFIG).services:
+        if name in INTERNAL:
+            continue
+        cluster = clusters[name]
+        assert cluster["common_lb_config"]["healthy_panic_threshold"]["value"] > 0
+        check = cluster["health_checks"][0]
+        assert check["unhealthy_threshold"] >= 3
+        outlier = cluster["outlier_detection"]
+        assert outlier["split_external_local_origin_errors"] is True
+        for rule in ("enforcing_consecutive_5xx", "enforcing_consecutive_gateway_failure",
+                     "enforcing_success_rate", "enforcing_local_origin_success_rate"):
+            assert outlier[rule] == 0, rule
+        assert outlier["max_ejection_percent"] < 100
