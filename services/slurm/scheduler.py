@@ -31,6 +31,7 @@ from services.compute.single_flight import SingleFlight
 from services.slurm import sacct, squeue
 from services.slurm.client import OutcomeUnknown, SlurmClient
 from services.slurm.errors import JOB_NOT_FOUND
+from services.slurm.retired_jobs import RetiredJobs
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to finish the RPC
@@ -50,6 +51,7 @@ class SlurmScheduler(Scheduler):
         self._uid_names: dict[str, dict[int, str | None]] = {}
         self._flights = SingleFlight()
         self._generations: dict[tuple[str, str], int] = {}
+        self._retired = RetiredJobs()
 
     # -- submit ----------------------------------------------------------------------------------
 
@@ -168,7 +170,10 @@ class SlurmScheduler(Scheduler):
 
     async def _get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
         """A job the controller still queues or runs: its answer (one squeue of that job, with its
-        steps), no accounting. Otherwise (ended, or no longer held) accounting's record (sacct)."""
+        steps), no accounting. Otherwise (ended, or no longer held) accounting's record (sacct); a job
+        already seen purged from the controller goes straight to accounting (`RetiredJobs`)."""
+        if (system.name, job_id) in self._retired:
+            return await self._retired_job(caller, system, job_id)
         # The job and its steps concurrently; a job that has ended does not wait for its steps.
         steps = asyncio.ensure_future(self._slurm.steps(caller, system, job_id=job_id))
         try:
@@ -190,6 +195,18 @@ class SlurmScheduler(Scheduler):
         jobs = self._merge(history, queued)
         if not jobs:
             raise NotFound(f"{JOB_NOT_FOUND}.")
+        if not queued and all(j.status.state.split(" ")[0] not in _ACTIVE_STATES for j in jobs):
+            self._retired.add(system.name, job_id)
+        return jobs
+
+    async def _retired_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
+        """A job the controller had already purged when it was last asked about: accounting alone."""
+        history = [j for j in await self._history(caller, system, None, job_id) if j.job.job_id == job_id]
+        jobs = self._merge(history, [])
+        if not jobs or any(j.status.state.split(" ")[0] in _ACTIVE_STATES for j in jobs):
+            # Not what was recorded (accounting lost it, or the id was reused): ask both again.
+            self._retired.discard(system.name, job_id)
+            return await self._get_job(caller, system, job_id)
         return jobs
 
     async def job_metadata(self, caller: Caller, system: SystemConfig, job_id: str) -> compute_pb2.JobMetadata:
