@@ -255,6 +255,8 @@ def up(config: Config) -> None:
         stop(config, "envoy")  # Envoy does not reload a changed bootstrap file by itself
     for proc in processes(config):  # in order, each healthy before the next starts
         before = supervised(config).get(proc.name, {})
+        if before.get("state") == "backoff":
+            want(config, proc.name, "down")  # asked for now: started at once, its backoff forgotten
         report = want(config, proc.name, "up")
         if report.get("pid") and report["pid"] != before.get("pid"):
             print(f"started {proc.name} (pid {report['pid']})")

@@ -73,6 +73,8 @@ class Program:
     def on_start(self, pid: int, now: float, wall: float) -> None:
         if self.state == "backoff":
             self.restarts += 1
+        else:
+            self.failures = 0  # a start asked for: its earlier deaths no longer count
         self.state, self.pid, self.started, self.started_at = "running", pid, now, wall
 
     def on_term(self, now: float) -> None:
