@@ -1,7 +1,8 @@
-"""Runs every benchmark script in bench/ (compute, status, utilities, zero_trust) one after the other.
+"""Runs every benchmark script in bench/ (compute, status, utilities, soak, zero_trust) one after the other.
 
-zero_trust comes last: it stops the mesh's services and Envoy, runs the baseline ref's, and leaves
-this working tree's mesh running again (about 3 minutes).
+soak (10 minutes of 32 pyfirecrest clients; `--quick` makes it 1) comes after the short ones, whose
+figures its queued jobs would disturb. zero_trust comes last: it stops the mesh's services and Envoy,
+runs the baseline ref's, and leaves this working tree's mesh running again (about 3 minutes).
 """
 
 import subprocess
@@ -9,7 +10,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = [p for p in sorted(HERE.glob("*.py")) if p.name not in ("run.py", "harness.py")]
+LAST = ("soak.py", "zero_trust.py")
+SCRIPTS = sorted((p for p in HERE.glob("*.py") if p.name not in ("run.py", "harness.py")),
+                 key=lambda p: (LAST.index(p.name) if p.name in LAST else -1, p.name))
 
 failed = 0
 for script in SCRIPTS:

@@ -1,0 +1,292 @@
+"""Soak benchmark: many pyfirecrest v2 clients of several users through the gateway for minutes.
+
+32 clients (threads, each with its own `firecrest.v2.Firecrest` and client-credentials login, as a
+site's scripts would use it) spread round-robin over the configured test users (`test_users`, at
+least 8 in the embedded default) loop for `--minutes` (default 10) over, in each its own folder
+`/home/<user>/soak/c<n>`:
+
+    ls · stat · head · upload 64 KiB + checksum (compared with the local SHA-256) · mkdir + rm ·
+    submit + job_info · systems · job listing
+
+A 10-minute run crosses token expiry (`token_lifetime_seconds`: pyfirecrest fetches new tokens) and
+SSH-certificate renewal (`certificate_lifetime_seconds`) at least once each; the report says how many
+tokens were fetched and certificates signed. It prints and saves (bench/results/soak.md and .json):
+operations, errors by operation, status and message, p50/p99 per operation, and the RSS of every mesh
+process (bench.harness.process_rss) at the start, at minute 2 (half-way in runs of 4 minutes or less)
+and at the end, with the growth between those two.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--quick]
+
+Needs the mesh running (`make up`) and root (reads the test users' generated client secrets, removes
+the soak folders afterwards). Nothing here asserts on time; the acceptance figures of issue 13 (no
+5xx, 424 or 408; RSS growth < 10 %) are printed beside the results, not checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from firecrest import ClientCredentialsAuth  # noqa: E402
+from firecrest.FirecrestException import FirecrestException  # noqa: E402
+from firecrest.v2 import Firecrest  # noqa: E402
+
+from bench.harness import RESULTS, percentile, process_rss  # noqa: E402
+from services.common.config import load_config  # noqa: E402
+from services.idp.clients import credentials  # noqa: E402
+
+SYSTEM = "local"
+BLOB_BYTES = 64 * 1024
+OPS = ("ls", "stat", "head", "upload", "checksum", "mkdir", "rm", "submit", "job_info", "systems", "jobs")
+JOB_SCRIPT = "#!/bin/bash\n#SBATCH --job-name=soak\n#SBATCH --output=/dev/null\n#SBATCH --error=/dev/null\ntrue\n"
+NOTES = "".join(f"soak line {n}\n" for n in range(40))
+REQUEST_TIMEOUT = 120  # seconds: a hang becomes a counted client error instead of a stuck worker
+
+
+class WrongAnswer(Exception):
+    """A 2xx answer whose content is not what the operation should return."""
+
+
+class CountingAuth(ClientCredentialsAuth):
+    """pyfirecrest's client-credentials login, counting the tokens it fetched (expiry crossings)."""
+
+    fetched = 0
+    _lock = threading.Lock()
+
+    def get_access_token(self) -> str:
+        before = self._access_token
+        token = super().get_access_token()
+        if token != before:
+            with CountingAuth._lock:
+                CountingAuth.fetched += 1
+        return token
+
+
+class Recorder:
+    """Latencies of successful operations and errors by (operation, status, message); thread-safe."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {op: [] for op in OPS}
+        self.errors: Counter[tuple[str, str, str]] = Counter()
+
+    def timed(self, op: str, call):
+        start = time.perf_counter()
+        try:
+            result = call()
+        except Exception as exc:  # counted and reported by status and message, never hidden
+            with self.lock:
+                self.errors[(op, *describe(exc))] += 1
+            return None, False
+        with self.lock:
+            self.latencies[op].append((time.perf_counter() - start) * 1000)
+        return result, True
+
+
+def describe(exc: Exception) -> tuple[str, str]:
+    """(status, message) of a failed operation: the HTTP status and the FirecREST error's message,
+    `check` for a wrong answer, `client` for a transport error (timeout, refused connection)."""
+    if isinstance(exc, FirecrestException) and exc.responses:
+        response = exc.responses[-1]
+        try:
+            message = str(response.json().get("message", response.text))
+        except ValueError:
+            message = response.text or "(empty body)"
+        return str(response.status_code), normalise(message)
+    if isinstance(exc, WrongAnswer):
+        return "check", normalise(str(exc))
+    return "client", normalise(f"{type(exc).__name__}: {exc}")
+
+
+def normalise(message: str) -> str:
+    """One line, soak paths and long numbers (job ids, ports) generalised, so equal errors count together."""
+    message = re.sub(r"/home/[a-z0-9_-]+/soak/c\d+", "<dir>", message)
+    message = re.sub(r"\d{4,}", "N", " ".join(message.split()))
+    return message[:160]
+
+
+def soak_client(n: int, user: str, cfg, gateway: str, deadline: float, rec: Recorder) -> None:
+    """One client's loop over the mix until `deadline`, in its own folder /home/<user>/soak/c<n>."""
+    client_id, secret = credentials(cfg, user)
+    auth = CountingAuth(client_id, secret, cfg.identity.token_url)
+    fc = Firecrest(firecrest_url=gateway, authorization=auth)
+    fc.timeout = REQUEST_TIMEOUT
+    auth.timeout = REQUEST_TIMEOUT
+    folder = f"/home/{user}/soak/c{n}"
+    notes = f"{folder}/notes.txt"
+    for attempt in range(5):  # set-up errors are counted like any other (as mkdir/upload)
+        _, made = rec.timed("mkdir", lambda: fc.mkdir(SYSTEM, folder, create_parents=True))
+        _, uploaded = rec.timed("upload", lambda: fc.upload(SYSTEM, io.BytesIO(NOTES.encode()), folder,
+                                                            "notes.txt", file_size=len(NOTES)))
+        if made and uploaded:
+            break
+    cycle = 0
+    while time.monotonic() < deadline:
+        cycle += 1
+        succeeded = sum(map(len, rec.latencies.values()))
+        rec.timed("ls", lambda: _expect(fc.list_files(SYSTEM, folder), lambda out: any(
+            e["name"] == "notes.txt" for e in out), "notes.txt not listed"))
+        rec.timed("stat", lambda: _expect(fc.stat(SYSTEM, notes), lambda out: int(out["size"]) == len(NOTES),
+                                          "wrong size"))
+        rec.timed("head", lambda: _expect(fc.head(SYSTEM, notes), lambda out: out["content"].count("\n") == 10,
+                                          "not 10 lines"))
+        blob = os.urandom(BLOB_BYTES)
+        _, ok = rec.timed("upload", lambda: fc.upload(SYSTEM, io.BytesIO(blob), folder, "blob.bin",
+                                                      file_size=len(blob)))
+        if ok:
+            digest = hashlib.sha256(blob).hexdigest()
+            rec.timed("checksum", lambda: _expect(fc.checksum(SYSTEM, f"{folder}/blob.bin"),
+                                                  lambda out: out["checksum"] == digest, "checksum differs"))
+        sub = f"{folder}/d{cycle}"
+        _, ok = rec.timed("mkdir", lambda: fc.mkdir(SYSTEM, sub))
+        if ok:
+            rec.timed("rm", lambda: fc.rm(SYSTEM, sub))
+        job, ok = rec.timed("submit", lambda: fc.submit(SYSTEM, working_dir=folder, script_str=JOB_SCRIPT))
+        if ok:
+            rec.timed("job_info", lambda: _expect(fc.job_info(SYSTEM, str(job["jobId"])),
+                                                  lambda out: str(out[0]["jobId"]) == str(job["jobId"]),
+                                                  "another job"))
+        rec.timed("systems", lambda: _expect(fc.systems(), lambda out: out[0]["name"] == SYSTEM, "no system"))
+        rec.timed("jobs", lambda: _expect(fc.job_info(SYSTEM), lambda out: isinstance(out, list), "not a list"))
+        if sum(map(len, rec.latencies.values())) == succeeded:  # nobody succeeded meanwhile: an outage
+            time.sleep(1)  # (whose errors are counted) is not turned into a busy loop
+
+
+def _expect(output, good, what: str):
+    if not good(output):
+        raise WrongAnswer(what)
+    return output
+
+
+def certificates_signed(log: Path, offset: int) -> int:
+    """Certificates the certificator signed since `offset` of its log (renewals during the run)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return sum(b'"signed certificate"' in line for line in f)
+    except OSError:
+        return -1
+
+
+def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label: str,
+           tokens: int, certificates: int) -> tuple[str, dict]:
+    """The markdown report and its JSON data."""
+    rows, data_ops = [], {}
+    for op in OPS:
+        ok = sorted(rec.latencies[op])
+        errors = sum(n for (o, _, _), n in rec.errors.items() if o == op)
+        data_ops[op] = {"ok": len(ok), "errors": errors, "p50_ms": round(percentile(ok, 0.5), 1) if ok else None,
+                        "p99_ms": round(percentile(ok, 0.99), 1) if ok else None}
+        p50, p99 = (data_ops[op][k] if ok else "—" for k in ("p50_ms", "p99_ms"))
+        rows.append(f"| {op} | {len(ok) + errors} | {errors} | {p50} | {p99} |")
+    total_ok = sum(v["ok"] for v in data_ops.values())
+    total_err = sum(rec.errors.values())
+    by_status = Counter()
+    for (_, status, _), n in rec.errors.items():
+        by_status[status] += n
+    bad = {s: n for s, n in by_status.items() if s.startswith("5") or s in ("424", "408")}
+    lines = [
+        "# soak", "", time.strftime("%Y-%m-%d %H:%M:%S %Z"), "",
+        f"{args.clients} pyfirecrest v2 clients over {len(users)} users ({', '.join(users)}) for "
+        f"{elapsed / 60:.1f} min through the gateway; token lifetime "
+        f"{cfg.identity.embedded_provider.token_lifetime_seconds if cfg.identity.embedded_provider else '?'} s, "
+        f"certificate lifetime {cfg.certificator.certificate_lifetime_seconds} s. "
+        f"Tokens fetched: {tokens}; certificates signed: {certificates}.", "",
+        f"{total_ok + total_err} operations, {total_err} errors, {total_ok / elapsed:.1f} ok ops/s. "
+        f"5xx/424/408: {sum(bad.values())} ({', '.join(f'{s}: {n}' for s, n in sorted(bad.items())) or 'none'}).",
+        "", "| operation | operations | errors | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|", *rows, "",
+        "## Errors", "",
+    ]
+    if rec.errors:
+        lines += ["| operation | status | message | count |", "|---|---|---|---:|"]
+        for (op, status, message), n in sorted(rec.errors.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {op} | {status} | {message.replace('|', '/')} | {n} |")
+    else:
+        lines.append("none")
+    lines += ["", f"## RSS of the mesh processes (MiB): start, {mid_label}, end", "",
+              f"| process | start | {mid_label} | end | growth {mid_label} → end |", "|---|---:|---:|---:|---:|"]
+    growth = {}
+    for name in sorted(set(rss["start"]) | set(rss["mid"]) | set(rss["end"])):
+        start, mid, end = (rss[k].get(name) for k in ("start", "mid", "end"))
+        growth[name] = round((end - mid) / mid * 100, 1) if mid and end else None
+        mib = lambda kib: f"{kib / 1024:.1f}" if kib else "—"  # noqa: E731
+        lines.append(f"| {name} | {mib(start)} | {mib(mid)} | {mib(end)} | "
+                     f"{'—' if growth[name] is None else f'{growth[name]:+.1f} %'} |")
+    worst = max((g for g in growth.values() if g is not None), default=None)
+    lines += ["", f"Largest RSS growth {mid_label} → end: "
+              f"{'—' if worst is None else f'{worst:+.1f} %'} (issue 13's target: < 10 % from minute 2 to 10)."]
+    if args.note:
+        lines += ["", args.note]
+    data = {"minutes": round(elapsed / 60, 2), "clients": args.clients, "users": users, "operations": data_ops,
+            "errors": [{"op": o, "status": s, "message": m, "count": n} for (o, s, m), n in rec.errors.items()],
+            "rss_kib": rss, "rss_mid": mid_label, "rss_growth_percent": growth, "tokens_fetched": tokens,
+            "certificates_signed": certificates}
+    return "\n".join(lines) + "\n", data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long the load runs (default 10)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run (as --minutes 1)")
+    parser.add_argument("--note", default="", help="a closing note for the saved report")
+    args, _ = parser.parse_known_args()  # make bench passes every script the same flags
+    if args.quick:
+        args.minutes = 1.0
+    cfg = load_config()
+    users = [u.name for u in cfg.test_users]
+    if not users:
+        sys.exit("no test_users in the configuration")
+    gateway = f"http://{cfg.gateway.listen}"
+    cert_log = cfg.state("logs", "certificator.log")
+    cert_offset = cert_log.stat().st_size if cert_log.exists() else 0
+
+    rec = Recorder()
+    duration = args.minutes * 60
+    mid_at = 120.0 if duration > 240 else duration / 2
+    mid_label = "minute 2" if duration > 240 else f"minute {mid_at / 60:.1f}"
+    rss = {"start": process_rss(), "mid": {}, "end": {}}
+    began = time.monotonic()
+    deadline = began + duration
+    workers = [threading.Thread(target=soak_client, name=f"soak-{n}", daemon=True,
+                                args=(n, users[n % len(users)], cfg, gateway, deadline, rec))
+               for n in range(args.clients)]
+    for w in workers:
+        w.start()
+    print(f"soak: {args.clients} clients over {len(users)} users for {args.minutes} min", flush=True)
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+        now = time.monotonic() - began
+        if not rss["mid"] and now >= mid_at:
+            rss["mid"] = process_rss()
+        with rec.lock:
+            done, failed = sum(map(len, rec.latencies.values())), sum(rec.errors.values())
+        print(f"  {now / 60:4.1f} min: {done} ok, {failed} errors", flush=True)
+    for w in workers:  # each finishes its cycle; a request hangs at most REQUEST_TIMEOUT
+        w.join(timeout=REQUEST_TIMEOUT * 2)
+    elapsed = time.monotonic() - began
+    rss["end"] = process_rss()
+    text, data = report(args, cfg, users, rec, elapsed, rss, mid_label, CountingAuth.fetched,
+                        certificates_signed(cert_log, cert_offset))
+    for user in users:
+        shutil.rmtree(f"/home/{user}/soak", ignore_errors=True)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "soak.md").write_text(text)
+    (RESULTS / "soak.json").write_text(json.dumps(data, indent=1))
+
+
+if __name__ == "__main__":
+    main()
