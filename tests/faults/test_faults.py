@@ -184,3 +184,31 @@ def test_scheduler_down_is_503_then_recovers(api, config):
     finally:
         subprocess.run(["bash", str(ROOT / "cluster" / "up.sh")], check=True, capture_output=True, timeout=300)
     assert eventually(lambda: alice.get("/compute/local/jobs", timeout=120).status_code == 200)
+
+
+def _supervised(name: str) -> dict:
+    """`name`'s line of `mesh.py status` (what `make status` prints): state text, pid and restarts."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "mesh.py"), "status"], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    line = next(line for line in out.splitlines() if line.split()[:1] == [name])
+    fields = dict(part.strip().split(" ", 1) for part in line[line.rindex("(") + 1:line.rindex(")")].split(","))
+    return {"line": line, "pid": int(fields.get("pid", 0)) or None, "restarts": int(fields["restarts"])}
+
+
+def test_a_service_killed_with_sigkill_comes_back_by_itself(api):
+    """kill -9 utilities: the supervisor restarts it without anyone running `mesh.py up`, the next
+    request through the gateway succeeds, and `mesh.py status` counts the restart."""
+    alice = api("alice")
+    ls = lambda: alice.get("/filesystem/local/ops/ls", params={"path": "/home/alice"}, timeout=60)
+    assert ls().status_code == 200
+    before = _supervised("utilities")
+    assert before["pid"], before["line"]
+    os.kill(before["pid"], 9)
+    back = eventually(lambda: (now := _supervised("utilities"))["pid"] not in (None, before["pid"])
+                      and "healthy" in now["line"] and now, timeout=60)
+    assert back, f"utilities was not restarted: {_supervised('utilities')['line']}"
+    assert back["restarts"] > before["restarts"], back["line"]
+    assert eventually(lambda: ls().status_code == 200, timeout=30), "the gateway routes to the new process"
+    response = ls()
+    assert response.status_code == 200, response.text
+    assert isinstance(response.json()["output"], list), response.text
