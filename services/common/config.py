@@ -174,6 +174,24 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class TasksConfig:
+    """The tasks service and the following of asynchronous jobs (`tasks:`).
+
+    `store` is `sqlite` (the embedded default: one file, WAL, at `sqlite_path`) or `redis` (several
+    tasks-service replicas share `redis_url`). Finished tasks are deleted `retention_seconds` after
+    they ended (default 7 days). The compute service's follower asks the scheduler about the jobs of
+    each user on each system once every `follow_interval_seconds`; watchers of a task on another
+    replica notice a change within `watch_poll_seconds` at most (sooner with Redis' notifications).
+    """
+    store: str
+    sqlite_path: Path
+    redis_url: str
+    retention_seconds: int
+    follow_interval_seconds: int
+    watch_poll_seconds: float
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     state_dir: Path
@@ -185,6 +203,7 @@ class Config:
     health: HealthConfig
     systems: tuple[SystemConfig, ...]
     test_users: tuple[TestUser, ...] = ()
+    tasks: TasksConfig | None = None
     _by_name: dict[str, SystemConfig] = field(default_factory=dict, compare=False, repr=False)
 
     def system(self, name: str) -> SystemConfig | None:
@@ -336,6 +355,29 @@ def _parse_system(data: dict, index: int) -> SystemConfig:
     )
 
 
+def _parse_tasks(data: dict, state_dir: Path) -> TasksConfig:
+    w = "tasks"
+    store = _get(data, "store", w, "sqlite", kind=str)
+    if store not in ("sqlite", "redis"):
+        raise ConfigError(f"{w}.store: expected sqlite or redis, got {store!r}")
+    redis_url = _get(data, "redis_url", w, "", kind=str)
+    if store == "redis" and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{w}.redis_url: expected a redis:// URL with store: redis, got {redis_url!r}")
+    sqlite_path = _get(data, "sqlite_path", w, None, kind=str)
+    poll = _get(data, "watch_poll_seconds", w, 1.0, kind=(int, float))
+    if isinstance(poll, bool) or not 0 < poll <= 60:
+        raise ConfigError(f"{w}.watch_poll_seconds: expected a number of seconds in (0, 60], got {poll!r}")
+    return TasksConfig(
+        store=store,
+        sqlite_path=_resolve(sqlite_path) if sqlite_path else state_dir / "tasks" / "tasks.db",
+        redis_url=redis_url,
+        retention_seconds=_positive(_get(data, "retention_seconds", w, 7 * 24 * 3600), f"{w}.retention_seconds"),
+        follow_interval_seconds=_positive(_get(data, "follow_interval_seconds", w, 3),
+                                          f"{w}.follow_interval_seconds"),
+        watch_poll_seconds=float(poll),
+    )
+
+
 def parse_config(data: dict, path: Path) -> Config:
     """Validates the parsed YAML `data` and returns the typed configuration."""
     state_dir = Path(os.environ.get("FIRECREST_MESH_STATE") or _resolve(_get(data, "state_dir", "", "state")))
@@ -389,6 +431,7 @@ def parse_config(data: dict, path: Path) -> Config:
                             else state_dir / "idp" / "clients" / f"{service_account}.secret"),
         systems=systems,
         test_users=_parse_test_users(_get(data, "test_users", "", [], kind=list)),
+        tasks=_parse_tasks(_get(data, "tasks", "", {}, kind=dict), state_dir),
         _by_name=by_name,
     )
 

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from firecrest_mesh.tasks.v1 import tasks_pb2 as firecrest__mesh_dot_tasks_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'firecrest_mesh/compute/v1/compute.proto\x12\x19\x66irecrest_mesh.compute.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\"_\n\x10SubmitJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x36\n\x03job\x18\x02 \x01(\x0b\x32).firecrest_mesh.compute.v1.JobDescription\"\xb4\x04\n\x0eJobDescription\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x61\x63\x63ount\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0breservation\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x16\n\tpartition\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x19\n\x11working_directory\x18\x05 \x01(\t\x12!\n\x19\x63urrent_working_directory\x18\x06 \x01(\t\x12\x1b\n\x0estandard_input\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x1c\n\x0fstandard_output\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x1b\n\x0estandard_error\x18\t \x01(\tH\x06\x88\x01\x01\x12#\n\x03\x65nv\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12+\n\x0b\x65nvironment\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12\x18\n\x0b\x63onstraints\x18\x0c \x01(\tH\x07\x88\x01\x01\x12\x13\n\x06script\x18\r \x01(\tH\x08\x88\x01\x01\x12\x18\n\x0bscript_path\x18\x0e \x01(\tH\t\x88\x01\x01\x42\x07\n\x05_nameB\n\n\x08_accountB\x0e\n\x0c_reservationB\x0c\n\n_partitionB\x11\n\x0f_standard_inputB\x12\n\x10_standard_outputB\x11\n\x0f_standard_errorB\x0e\n\x0c_constraintsB\t\n\x07_scriptB\x0e\n\x0c_script_path\"#\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x98\x01\n\x0fListJobsRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x10\n\x08\x61llusers\x18\x02 \x01(\x08\x12\x14\n\x07\x61\x63\x63ount\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12 \n\x0btime_window\x18\x05 \x01(\tR\x0btime_windowB\n\n\x08_accountB\x07\n\x05_name\"@\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b\x32\x1e.firecrest_mesh.compute.v1.Job\"\xa6\x01\n\rGetJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x61llusers\x18\x03 \x01(\x08\x12\x14\n\x07\x61\x63\x63ount\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12 \n\x0btime_window\x18\x06 \x01(\tR\x0btime_windowB\n\n\x08_accountB\x07\n\x05_name\">\n\x0eGetJobResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b\x32\x1e.firecrest_mesh.compute.v1.Job\"<\n\x15GetJobMetadataRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"N\n\x16GetJobMetadataResponse\x12\x34\n\x04jobs\x18\x01 \x03(\x0b\x32&.firecrest_mesh.compute.v1.JobMetadata\"v\n\x0bJobMetadata\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06script\x18\x02 \x01(\t\x12\x16\n\x0estandard_input\x18\x03 \x01(\t\x12\x17\n\x0fstandard_output\x18\x04 \x01(\t\x12\x16\n\x0estandard_error\x18\x05 \x01(\t\"7\n\x10\x43\x61ncelJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"\x13\n\x11\x43\x61ncelJobResponse\"J\n\x12\x41ttachToJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\"\x15\n\x13\x41ttachToJobResponse\"\xe1\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0b\x32$.firecrest_mesh.compute.v1.JobStatus\x12\x31\n\x05tasks\x18\x04 \x03(\x0b\x32\".firecrest_mesh.compute.v1.JobTask\x12\x30\n\x04time\x18\x05 \x01(\x0b\x32\".firecrest_mesh.compute.v1.JobTime\x12\'\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x18\n\x10\x61llocation_nodes\x18\x07 \x01(\x05\x12\x0f\n\x07\x63luster\x18\x08 \x01(\t\x12%\n\x05group\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05nodes\x18\n \x01(\t\x12\x11\n\tpartition\x18\x0b \x01(\t\x12\x31\n\x11kill_request_user\x18\x0c \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0c\n\x04user\x18\r \x01(\t\x12\x19\n\x11working_directory\x18\x0e \x01(\t\x12(\n\x08priority\x18\x0f \x01(\x0b\x32\x16.google.protobuf.Value\"\xa5\x01\n\tJobStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12,\n\x0cstate_reason\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\texit_code\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x30\n\x10interrupt_signal\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"\x8b\x01\n\x07JobTask\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0b\x32$.firecrest_mesh.compute.v1.JobStatus\x12\x30\n\x04time\x18\x04 \x01(\x0b\x32\".firecrest_mesh.compute.v1.JobTime\"\xd0\x01\n\x07JobTime\x12\'\n\x07\x65lapsed\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05start\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\tsuspended\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05limit\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value2\xa7\x07\n\x0e\x43omputeService\x12\x8e\x01\n\tSubmitJob\x12+.firecrest_mesh.compute.v1.SubmitJobRequest\x1a,.firecrest_mesh.compute.v1.SubmitJobResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/compute/{system_name}/jobs:\x01*\x12\x88\x01\n\x08ListJobs\x12*.firecrest_mesh.compute.v1.ListJobsRequest\x1a+.firecrest_mesh.compute.v1.ListJobsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/compute/{system_name}/jobs\x12\x8b\x01\n\x06GetJob\x12(.firecrest_mesh.compute.v1.GetJobRequest\x1a).firecrest_mesh.compute.v1.GetJobResponse\",\x82\xd3\xe4\x93\x02&\x12$/compute/{system_name}/jobs/{job_id}\x12\xac\x01\n\x0eGetJobMetadata\x12\x30.firecrest_mesh.compute.v1.GetJobMetadataRequest\x1a\x31.firecrest_mesh.compute.v1.GetJobMetadataResponse\"5\x82\xd3\xe4\x93\x02/\x12-/compute/{system_name}/jobs/{job_id}/metadata\x12\x94\x01\n\tCancelJob\x12+.firecrest_mesh.compute.v1.CancelJobRequest\x1a,.firecrest_mesh.compute.v1.CancelJobResponse\",\x82\xd3\xe4\x93\x02&*$/compute/{system_name}/jobs/{job_id}\x12\xa4\x01\n\x0b\x41ttachToJob\x12-.firecrest_mesh.compute.v1.AttachToJobRequest\x1a..firecrest_mesh.compute.v1.AttachToJobResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/compute/{system_name}/jobs/{job_id}/attach:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'firecrest_mesh/compute/v1/compute.proto\x12\x19\x66irecrest_mesh.compute.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#firecrest_mesh/tasks/v1/tasks.proto\"_\n\x10SubmitJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x36\n\x03job\x18\x02 \x01(\x0b\x32).firecrest_mesh.compute.v1.JobDescription\"\xb4\x04\n\x0eJobDescription\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x61\x63\x63ount\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0breservation\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x16\n\tpartition\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x19\n\x11working_directory\x18\x05 \x01(\t\x12!\n\x19\x63urrent_working_directory\x18\x06 \x01(\t\x12\x1b\n\x0estandard_input\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x1c\n\x0fstandard_output\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x1b\n\x0estandard_error\x18\t \x01(\tH\x06\x88\x01\x01\x12#\n\x03\x65nv\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12+\n\x0b\x65nvironment\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12\x18\n\x0b\x63onstraints\x18\x0c \x01(\tH\x07\x88\x01\x01\x12\x13\n\x06script\x18\r \x01(\tH\x08\x88\x01\x01\x12\x18\n\x0bscript_path\x18\x0e \x01(\tH\t\x88\x01\x01\x42\x07\n\x05_nameB\n\n\x08_accountB\x0e\n\x0c_reservationB\x0c\n\n_partitionB\x11\n\x0f_standard_inputB\x12\n\x10_standard_outputB\x11\n\x0f_standard_errorB\x0e\n\x0c_constraintsB\t\n\x07_scriptB\x0e\n\x0c_script_path\"#\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"d\n\x15SubmitJobAsyncRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x36\n\x03job\x18\x02 \x01(\x0b\x32).firecrest_mesh.compute.v1.JobDescription\"\x98\x01\n\x0fListJobsRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x10\n\x08\x61llusers\x18\x02 \x01(\x08\x12\x14\n\x07\x61\x63\x63ount\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12 \n\x0btime_window\x18\x05 \x01(\tR\x0btime_windowB\n\n\x08_accountB\x07\n\x05_name\"@\n\x10ListJobsResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b\x32\x1e.firecrest_mesh.compute.v1.Job\"\xa6\x01\n\rGetJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x61llusers\x18\x03 \x01(\x08\x12\x14\n\x07\x61\x63\x63ount\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12 \n\x0btime_window\x18\x06 \x01(\tR\x0btime_windowB\n\n\x08_accountB\x07\n\x05_name\">\n\x0eGetJobResponse\x12,\n\x04jobs\x18\x01 \x03(\x0b\x32\x1e.firecrest_mesh.compute.v1.Job\"<\n\x15GetJobMetadataRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"N\n\x16GetJobMetadataResponse\x12\x34\n\x04jobs\x18\x01 \x03(\x0b\x32&.firecrest_mesh.compute.v1.JobMetadata\"v\n\x0bJobMetadata\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06script\x18\x02 \x01(\t\x12\x16\n\x0estandard_input\x18\x03 \x01(\t\x12\x17\n\x0fstandard_output\x18\x04 \x01(\t\x12\x16\n\x0estandard_error\x18\x05 \x01(\t\"7\n\x10\x43\x61ncelJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"\x13\n\x11\x43\x61ncelJobResponse\"J\n\x12\x41ttachToJobRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\"\x15\n\x13\x41ttachToJobResponse\"\xe1\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0b\x32$.firecrest_mesh.compute.v1.JobStatus\x12\x31\n\x05tasks\x18\x04 \x03(\x0b\x32\".firecrest_mesh.compute.v1.JobTask\x12\x30\n\x04time\x18\x05 \x01(\x0b\x32\".firecrest_mesh.compute.v1.JobTime\x12\'\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x18\n\x10\x61llocation_nodes\x18\x07 \x01(\x05\x12\x0f\n\x07\x63luster\x18\x08 \x01(\t\x12%\n\x05group\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12\r\n\x05nodes\x18\n \x01(\t\x12\x11\n\tpartition\x18\x0b \x01(\t\x12\x31\n\x11kill_request_user\x18\x0c \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0c\n\x04user\x18\r \x01(\t\x12\x19\n\x11working_directory\x18\x0e \x01(\t\x12(\n\x08priority\x18\x0f \x01(\x0b\x32\x16.google.protobuf.Value\"\xa5\x01\n\tJobStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12,\n\x0cstate_reason\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\texit_code\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x30\n\x10interrupt_signal\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"\x8b\x01\n\x07JobTask\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0b\x32$.firecrest_mesh.compute.v1.JobStatus\x12\x30\n\x04time\x18\x04 \x01(\x0b\x32\".firecrest_mesh.compute.v1.JobTime\"\xd0\x01\n\x07JobTime\x12\'\n\x07\x65lapsed\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05start\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\tsuspended\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05limit\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value2\xb9\x08\n\x0e\x43omputeService\x12\x8e\x01\n\tSubmitJob\x12+.firecrest_mesh.compute.v1.SubmitJobRequest\x1a,.firecrest_mesh.compute.v1.SubmitJobResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/compute/{system_name}/jobs:\x01*\x12\x8f\x01\n\x0eSubmitJobAsync\x12\x30.firecrest_mesh.compute.v1.SubmitJobAsyncRequest\x1a\x1d.firecrest_mesh.tasks.v1.Task\",\x82\xd3\xe4\x93\x02&\"!/compute/{system_name}/jobs/async:\x01*\x12\x88\x01\n\x08ListJobs\x12*.firecrest_mesh.compute.v1.ListJobsRequest\x1a+.firecrest_mesh.compute.v1.ListJobsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/compute/{system_name}/jobs\x12\x8b\x01\n\x06GetJob\x12(.firecrest_mesh.compute.v1.GetJobRequest\x1a).firecrest_mesh.compute.v1.GetJobResponse\",\x82\xd3\xe4\x93\x02&\x12$/compute/{system_name}/jobs/{job_id}\x12\xac\x01\n\x0eGetJobMetadata\x12\x30.firecrest_mesh.compute.v1.GetJobMetadataRequest\x1a\x31.firecrest_mesh.compute.v1.GetJobMetadataResponse\"5\x82\xd3\xe4\x93\x02/\x12-/compute/{system_name}/jobs/{job_id}/metadata\x12\x94\x01\n\tCancelJob\x12+.firecrest_mesh.compute.v1.CancelJobRequest\x1a,.firecrest_mesh.compute.v1.CancelJobResponse\",\x82\xd3\xe4\x93\x02&*$/compute/{system_name}/jobs/{job_id}\x12\xa4\x01\n\x0b\x41ttachToJob\x12-.firecrest_mesh.compute.v1.AttachToJobRequest\x1a..firecrest_mesh.compute.v1.AttachToJobResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/compute/{system_name}/jobs/{job_id}/attach:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMPUTESERVICE'].methods_by_name['SubmitJob']._loaded_options = None
   _globals['_COMPUTESERVICE'].methods_by_name['SubmitJob']._serialized_options = b'\202\323\344\223\002 \"\033/compute/{system_name}/jobs:\001*'
+  _globals['_COMPUTESERVICE'].methods_by_name['SubmitJobAsync']._loaded_options = None
+  _globals['_COMPUTESERVICE'].methods_by_name['SubmitJobAsync']._serialized_options = b'\202\323\344\223\002&\"!/compute/{system_name}/jobs/async:\001*'
   _globals['_COMPUTESERVICE'].methods_by_name['ListJobs']._loaded_options = None
   _globals['_COMPUTESERVICE'].methods_by_name['ListJobs']._serialized_options = b'\202\323\344\223\002\035\022\033/compute/{system_name}/jobs'
   _globals['_COMPUTESERVICE'].methods_by_name['GetJob']._loaded_options = None
@@ -45,42 +48,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPUTESERVICE'].methods_by_name['CancelJob']._serialized_options = b'\202\323\344\223\002&*$/compute/{system_name}/jobs/{job_id}'
   _globals['_COMPUTESERVICE'].methods_by_name['AttachToJob']._loaded_options = None
   _globals['_COMPUTESERVICE'].methods_by_name['AttachToJob']._serialized_options = b'\202\323\344\223\0020\032+/compute/{system_name}/jobs/{job_id}/attach:\001*'
-  _globals['_SUBMITJOBREQUEST']._serialized_start=130
-  _globals['_SUBMITJOBREQUEST']._serialized_end=225
-  _globals['_JOBDESCRIPTION']._serialized_start=228
-  _globals['_JOBDESCRIPTION']._serialized_end=792
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=794
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=829
-  _globals['_LISTJOBSREQUEST']._serialized_start=832
-  _globals['_LISTJOBSREQUEST']._serialized_end=984
-  _globals['_LISTJOBSRESPONSE']._serialized_start=986
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1050
-  _globals['_GETJOBREQUEST']._serialized_start=1053
-  _globals['_GETJOBREQUEST']._serialized_end=1219
-  _globals['_GETJOBRESPONSE']._serialized_start=1221
-  _globals['_GETJOBRESPONSE']._serialized_end=1283
-  _globals['_GETJOBMETADATAREQUEST']._serialized_start=1285
-  _globals['_GETJOBMETADATAREQUEST']._serialized_end=1345
-  _globals['_GETJOBMETADATARESPONSE']._serialized_start=1347
-  _globals['_GETJOBMETADATARESPONSE']._serialized_end=1425
-  _globals['_JOBMETADATA']._serialized_start=1427
-  _globals['_JOBMETADATA']._serialized_end=1545
-  _globals['_CANCELJOBREQUEST']._serialized_start=1547
-  _globals['_CANCELJOBREQUEST']._serialized_end=1602
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1604
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1623
-  _globals['_ATTACHTOJOBREQUEST']._serialized_start=1625
-  _globals['_ATTACHTOJOBREQUEST']._serialized_end=1699
-  _globals['_ATTACHTOJOBRESPONSE']._serialized_start=1701
-  _globals['_ATTACHTOJOBRESPONSE']._serialized_end=1722
-  _globals['_JOB']._serialized_start=1725
-  _globals['_JOB']._serialized_end=2206
-  _globals['_JOBSTATUS']._serialized_start=2209
-  _globals['_JOBSTATUS']._serialized_end=2374
-  _globals['_JOBTASK']._serialized_start=2377
-  _globals['_JOBTASK']._serialized_end=2516
-  _globals['_JOBTIME']._serialized_start=2519
-  _globals['_JOBTIME']._serialized_end=2727
-  _globals['_COMPUTESERVICE']._serialized_start=2730
-  _globals['_COMPUTESERVICE']._serialized_end=3665
+  _globals['_SUBMITJOBREQUEST']._serialized_start=167
+  _globals['_SUBMITJOBREQUEST']._serialized_end=262
+  _globals['_JOBDESCRIPTION']._serialized_start=265
+  _globals['_JOBDESCRIPTION']._serialized_end=829
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=831
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=866
+  _globals['_SUBMITJOBASYNCREQUEST']._serialized_start=868
+  _globals['_SUBMITJOBASYNCREQUEST']._serialized_end=968
+  _globals['_LISTJOBSREQUEST']._serialized_start=971
+  _globals['_LISTJOBSREQUEST']._serialized_end=1123
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1125
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1189
+  _globals['_GETJOBREQUEST']._serialized_start=1192
+  _globals['_GETJOBREQUEST']._serialized_end=1358
+  _globals['_GETJOBRESPONSE']._serialized_start=1360
+  _globals['_GETJOBRESPONSE']._serialized_end=1422
+  _globals['_GETJOBMETADATAREQUEST']._serialized_start=1424
+  _globals['_GETJOBMETADATAREQUEST']._serialized_end=1484
+  _globals['_GETJOBMETADATARESPONSE']._serialized_start=1486
+  _globals['_GETJOBMETADATARESPONSE']._serialized_end=1564
+  _globals['_JOBMETADATA']._serialized_start=1566
+  _globals['_JOBMETADATA']._serialized_end=1684
+  _globals['_CANCELJOBREQUEST']._serialized_start=1686
+  _globals['_CANCELJOBREQUEST']._serialized_end=1741
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1743
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1762
+  _globals['_ATTACHTOJOBREQUEST']._serialized_start=1764
+  _globals['_ATTACHTOJOBREQUEST']._serialized_end=1838
+  _globals['_ATTACHTOJOBRESPONSE']._serialized_start=1840
+  _globals['_ATTACHTOJOBRESPONSE']._serialized_end=1861
+  _globals['_JOB']._serialized_start=1864
+  _globals['_JOB']._serialized_end=2345
+  _globals['_JOBSTATUS']._serialized_start=2348
+  _globals['_JOBSTATUS']._serialized_end=2513
+  _globals['_JOBTASK']._serialized_start=2516
+  _globals['_JOBTASK']._serialized_end=2655
+  _globals['_JOBTIME']._serialized_start=2658
+  _globals['_JOBTIME']._serialized_end=2866
+  _globals['_COMPUTESERVICE']._serialized_start=2869
+  _globals['_COMPUTESERVICE']._serialized_end=3950
 # @@protoc_insertion_point(module_scope)

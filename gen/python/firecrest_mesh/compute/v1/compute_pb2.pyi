@@ -1,5 +1,6 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
+from firecrest_mesh.tasks.v1 import tasks_pb2 as _tasks_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -53,6 +54,14 @@ class SubmitJobResponse(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class SubmitJobAsyncRequest(_message.Message):
+    __slots__ = ("system_name", "job")
+    SYSTEM_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    system_name: str
+    job: JobDescription
+    def __init__(self, system_name: _Optional[str] = ..., job: _Optional[_Union[JobDescription, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("system_name", "allusers", "account", "name", "time_window")

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from firecrest_mesh.compute.v1 import compute_pb2 as firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2
+from firecrest_mesh.tasks.v1 import tasks_pb2 as firecrest__mesh_dot_tasks_dot_v1_dot_tasks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -39,6 +40,11 @@ class ComputeServiceStub:
                 '/firecrest_mesh.compute.v1.ComputeService/SubmitJob',
                 request_serializer=firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobResponse.FromString,
+                _registered_method=True)
+        self.SubmitJobAsync = channel.unary_unary(
+                '/firecrest_mesh.compute.v1.ComputeService/SubmitJobAsync',
+                request_serializer=firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobAsyncRequest.SerializeToString,
+                response_deserializer=firecrest__mesh_dot_tasks_dot_v1_dot_tasks__pb2.Task.FromString,
                 _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/firecrest_mesh.compute.v1.ComputeService/ListJobs',
@@ -98,6 +104,24 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJobAsync(self, request, context):
+        """Submits a batch job without waiting for the scheduler: answers HTTP 202 at once with a task
+        (kind "job", state QUEUED) and the header `Location: /tasks/{id}`. Same request body as
+        SubmitJob (the `Idempotency-Key` header is not supported here). The job is then submitted as the
+        caller; the task records the job id as soon as `sbatch` returns (or FAILED with the scheduler's
+        error, e.g. 400 for an unknown partition), and a follower records the job's progress: RUNNING
+        while it runs, then SUCCEEDED (exit code 0, state COMPLETED), FAILED (non-zero exit code, or an
+        end such as TIMEOUT, NODE_FAIL, OUT_OF_MEMORY) or CANCELLED, with `result.exitCode` and
+        `result.schedulerState`. Watch it at `GET /tasks/{id}/events`; cancel it with `DELETE /tasks/{id}`.
+        The request is validated before the 202: an invalid job is a 400 and creates no task.
+        Returns the task itself (Envoy's transcoder cannot unwrap a non-HttpBody `response_body`).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJobs(self, request, context):
         """Lists the caller's jobs (every user's with `allusers`): those pending or running, plus those
         that ran within `time_window`.
@@ -145,6 +169,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobRequest.FromString,
                     response_serializer=firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'SubmitJobAsync': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobAsync,
+                    request_deserializer=firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobAsyncRequest.FromString,
+                    response_serializer=firecrest__mesh_dot_tasks_dot_v1_dot_tasks__pb2.Task.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobs,
@@ -200,6 +229,33 @@ class ComputeService:
             '/firecrest_mesh.compute.v1.ComputeService/SubmitJob',
             firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobRequest.SerializeToString,
             firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobAsync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firecrest_mesh.compute.v1.ComputeService/SubmitJobAsync',
+            firecrest__mesh_dot_compute_dot_v1_dot_compute__pb2.SubmitJobAsyncRequest.SerializeToString,
+            firecrest__mesh_dot_tasks_dot_v1_dot_tasks__pb2.Task.FromString,
             options,
             channel_credentials,
             insecure,
