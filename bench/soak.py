@@ -13,7 +13,8 @@ SSH-certificate renewal (`certificate_lifetime_seconds`) at least once each; the
 tokens were fetched and certificates signed. It prints and saves (bench/results/soak.md and .json):
 operations, errors by operation, status and message, p50/p99 per operation, and the RSS of every mesh
 process (bench.harness.process_rss) at the start, at minute 2 (half-way in runs of 4 minutes or less)
-and at the end, with the growth between those two.
+and at the end, with the growth between those two (a process restarted in between is marked so), and
+what the supervisor logged during the run (errors while a process was away are not the load's).
 
     .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--quick]
 
@@ -170,6 +171,34 @@ def _expect(output, good, what: str):
     return output
 
 
+def sample(cfg) -> dict:
+    """RSS (KiB) of every mesh process (bench.harness.process_rss) and the pid each ran as, so that a
+    process restarted during the run is reported as such instead of as a growth or a shrinkage."""
+    pids = {}
+    for pid_file in cfg.state("run").glob("*.pid"):
+        try:
+            pids[pid_file.stem] = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return {"rss": process_rss(cfg.state("run")), "pids": pids}
+
+
+def log_offset(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
+def supervisor_events(log: Path, offset: int, limit: int = 30) -> list[str]:
+    """What the supervisor logged since `offset` (starts, stops, crashes and restarts during the run):
+    errors at those moments come from the process being away, not from the load."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            lines = [line.decode(errors="replace").rstrip() for line in f if line.strip()]
+    except OSError:
+        return []
+    return lines if len(lines) <= limit else [*lines[:limit], f"… and {len(lines) - limit} more"]
+
+
 def certificates_signed(log: Path, offset: int) -> int:
     """Certificates the certificator signed since `offset` of its log (renewals during the run)."""
     try:
@@ -181,7 +210,7 @@ def certificates_signed(log: Path, offset: int) -> int:
 
 
 def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label: str,
-           tokens: int, certificates: int) -> tuple[str, dict]:
+           tokens: int, certificates: int, events: list[str]) -> tuple[str, dict]:
     """The markdown report and its JSON data."""
     rows, data_ops = [], {}
     for op in OPS:
@@ -217,21 +246,32 @@ def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label
         lines.append("none")
     lines += ["", f"## RSS of the mesh processes (MiB): start, {mid_label}, end", "",
               f"| process | start | {mid_label} | end | growth {mid_label} → end |", "|---|---:|---:|---:|---:|"]
-    growth = {}
-    for name in sorted(set(rss["start"]) | set(rss["mid"]) | set(rss["end"])):
-        start, mid, end = (rss[k].get(name) for k in ("start", "mid", "end"))
-        growth[name] = round((end - mid) / mid * 100, 1) if mid and end else None
+    growth, restarted = {}, []
+    names = sorted(set().union(*(rss[k]["rss"] for k in ("start", "mid", "end"))))
+    for name in names:
+        start, mid, end = (rss[k]["rss"].get(name) for k in ("start", "mid", "end"))
+        pids = [rss[k]["pids"].get(name.split(" ")[0]) for k in ("start", "mid", "end")]
+        if len({p for p in pids if p is not None}) > 1:
+            restarted.append(name)
+        same = pids[1] is not None and pids[1] == pids[2]
+        growth[name] = round((end - mid) / mid * 100, 1) if mid and end and same else None
         mib = lambda kib: f"{kib / 1024:.1f}" if kib else "—"  # noqa: E731
-        lines.append(f"| {name} | {mib(start)} | {mib(mid)} | {mib(end)} | "
-                     f"{'—' if growth[name] is None else f'{growth[name]:+.1f} %'} |")
+        shown = (f"{growth[name]:+.1f} %" if growth[name] is not None
+                 else "restarted" if mid and end else "—")
+        lines.append(f"| {name} | {mib(start)} | {mib(mid)} | {mib(end)} | {shown} |")
     worst = max((g for g in growth.values() if g is not None), default=None)
     lines += ["", f"Largest RSS growth {mid_label} → end: "
               f"{'—' if worst is None else f'{worst:+.1f} %'} (issue 13's target: < 10 % from minute 2 to 10)."]
+    if restarted:
+        lines += ["", f"Restarted during the run (another pid at a later sample): {', '.join(restarted)}."]
+    lines += ["", "## Supervisor events during the run", ""]
+    lines += [f"    {e}" for e in events] if events else ["none (no process started, stopped or restarted)"]
     if args.note:
         lines += ["", args.note]
     data = {"minutes": round(elapsed / 60, 2), "clients": args.clients, "users": users, "operations": data_ops,
             "errors": [{"op": o, "status": s, "message": m, "count": n} for (o, s, m), n in rec.errors.items()],
-            "rss_kib": rss, "rss_mid": mid_label, "rss_growth_percent": growth, "tokens_fetched": tokens,
+            "rss": rss, "rss_mid": mid_label, "rss_growth_percent": growth, "restarted": restarted,
+            "supervisor_events": events, "tokens_fetched": tokens,
             "certificates_signed": certificates}
     return "\n".join(lines) + "\n", data
 
@@ -250,14 +290,14 @@ def main() -> None:
     if not users:
         sys.exit("no test_users in the configuration")
     gateway = f"http://{cfg.gateway.listen}"
-    cert_log = cfg.state("logs", "certificator.log")
-    cert_offset = cert_log.stat().st_size if cert_log.exists() else 0
+    cert_log, supervisor_log = cfg.state("logs", "certificator.log"), cfg.state("logs", "supervisor.log")
+    cert_offset, supervisor_offset = log_offset(cert_log), log_offset(supervisor_log)
 
     rec = Recorder()
     duration = args.minutes * 60
     mid_at = 120.0 if duration > 240 else duration / 2
     mid_label = "minute 2" if duration > 240 else f"minute {mid_at / 60:.1f}"
-    rss = {"start": process_rss(), "mid": {}, "end": {}}
+    rss = {"start": sample(cfg), "mid": {}, "end": {}}
     began = time.monotonic()
     deadline = began + duration
     workers = [threading.Thread(target=soak_client, name=f"soak-{n}", daemon=True,
@@ -270,16 +310,17 @@ def main() -> None:
         time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
         now = time.monotonic() - began
         if not rss["mid"] and now >= mid_at:
-            rss["mid"] = process_rss()
+            rss["mid"] = sample(cfg)
         with rec.lock:
             done, failed = sum(map(len, rec.latencies.values())), sum(rec.errors.values())
         print(f"  {now / 60:4.1f} min: {done} ok, {failed} errors", flush=True)
     for w in workers:  # each finishes its cycle; a request hangs at most REQUEST_TIMEOUT
         w.join(timeout=REQUEST_TIMEOUT * 2)
     elapsed = time.monotonic() - began
-    rss["end"] = process_rss()
+    rss["end"] = sample(cfg)
     text, data = report(args, cfg, users, rec, elapsed, rss, mid_label, CountingAuth.fetched,
-                        certificates_signed(cert_log, cert_offset))
+                        certificates_signed(cert_log, cert_offset),
+                        supervisor_events(supervisor_log, supervisor_offset))
     for user in users:
         shutil.rmtree(f"/home/{user}/soak", ignore_errors=True)
     print(text)
