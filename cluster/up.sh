@@ -180,7 +180,9 @@ SlurmdDebug=info
 
 NodeName=node01 NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=8 Boards=1 SocketsPerBoard=1 CoresPerSocket=8 ThreadsPerCore=1 RealMemory=$REAL_MEM State=UNKNOWN
 PartitionName=normal Nodes=node01 Default=YES MaxTime=INFINITE State=UP
-PartitionName=xfer Nodes=node01 MaxTime=INFINITE State=UP
+# The storage service's transfer jobs (datatransfer_jobs_directives in config/local.yaml): scheduled
+# before the compute partitions' jobs, so a copy or an upload does not queue behind them.
+PartitionName=xfer Nodes=node01 MaxTime=INFINITE State=UP PriorityTier=10
 PartitionName=debug Nodes=node01 MaxTime=INFINITE State=UP Hidden=YES
 EOF
 
@@ -220,11 +222,18 @@ if ((dbd_changed)) && pid_of "$DBD_PID" slurmdbd >/dev/null; then
   stop_pidfile slurmdbd "$DBD_PID" slurmdbd
 fi
 if ((slurm_changed)); then
-  if pid_of "$SLURMD_PID" slurmd >/dev/null || pid_of "$CTLD_PID" slurmctld >/dev/null; then
-    log "slurm.conf changed: restarting slurmctld and slurmd"
+  # Running daemons re-read it (partitions, limits); only what reconfigure cannot change (e.g. a
+  # node's CPUs or ports) needs the restart that follows a failed reconfigure.
+  if pid_of "$SLURMD_PID" slurmd >/dev/null && pid_of "$CTLD_PID" slurmctld >/dev/null &&
+     scontrol reconfigure >/dev/null 2>&1; then
+    log "slurm.conf changed: slurmctld and slurmd reconfigured"
+  else
+    if pid_of "$SLURMD_PID" slurmd >/dev/null || pid_of "$CTLD_PID" slurmctld >/dev/null; then
+      log "slurm.conf changed: restarting slurmctld and slurmd"
+    fi
+    stop_pidfile slurmd "$SLURMD_PID" slurmd
+    stop_pidfile slurmctld "$CTLD_PID" slurmctld
   fi
-  stop_pidfile slurmd "$SLURMD_PID" slurmd
-  stop_pidfile slurmctld "$CTLD_PID" slurmctld
 fi
 
 # --- slurmdbd ---------------------------------------------------------------
