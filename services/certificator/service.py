@@ -10,9 +10,9 @@ import logging
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from firecrest_mesh.certificator.v1 import certificator_pb2, certificator_pb2_grpc
-from services.common import logs
+from services.common import logs, metrics
 from services.common.config import Config
-from services.common.errors import Forbidden
+from services.common.errors import ApiError, Forbidden
 from services.certificator.ca import load_or_create_ca
 from services.certificator.signer import sign_user_certificate
 from services.common.token_verifier import TokenVerifier
@@ -27,6 +27,18 @@ class CertificatorService(certificator_pb2_grpc.CertificatorServiceServicer):
         self._verifier = TokenVerifier(config.identity)
 
     async def SignCertificate(self, request: certificator_pb2.SignCertificateRequest, context):
+        """Signs, or refuses (an invalid token, a username the token does not name); both are counted
+        in `firecrest_certificates_total{outcome, mode}`."""
+        mode = "command" if request.force_command else "session"
+        try:
+            response = await self._sign(request)
+        except ApiError:
+            metrics.CERTIFICATES.labels("refused", mode).inc()
+            raise
+        metrics.CERTIFICATES.labels("signed", mode).inc()
+        return response
+
+    async def _sign(self, request: certificator_pb2.SignCertificateRequest):
         token_user = (await self._verifier.verify_async(request.access_token)).username
         if request.username != token_user:
             log.warning("refused: certificate asked for %r with a token of %r", request.username, token_user)

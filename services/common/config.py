@@ -123,6 +123,9 @@ class HealthConfig:
     # <state_dir>/idp/clients/<service_account>.secret. The embedded provider keeps the secret of
     # this client in this file (generated there, mode 600, when missing).
     client_secret_file: Path
+    # How often the status service checks the mesh's own components (`GET /status/services`): a
+    # stopped one shows unhealthy within this many seconds.
+    components_interval_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,18 @@ class TasksConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics (`metrics:`): where each Python process serves `GET /metrics`
+    (`exporters`: component name → loopback host:port; a component not listed exports nothing) and
+    the local Prometheus server that scrapes them and Envoy's admin every `scrape_interval_seconds`
+    (`prometheus`: its loopback web address; None: the launcher starts no Prometheus)."""
+    exporters: dict[str, Address] = field(default_factory=dict)
+    prometheus: Address | None = None
+    scrape_interval_seconds: int = 5
+    retention: str = "2d"  # Prometheus' --storage.tsdb.retention.time
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     state_dir: Path
@@ -203,6 +218,7 @@ class Config:
     health: HealthConfig
     systems: tuple[SystemConfig, ...]
     test_users: tuple[TestUser, ...] = ()
+    metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
     tasks: TasksConfig | None = None
     _by_name: dict[str, SystemConfig] = field(default_factory=dict, compare=False, repr=False)
 
@@ -378,6 +394,40 @@ def _parse_tasks(data: dict, state_dir: Path) -> TasksConfig:
     )
 
 
+def _loopback(address: Address, key: str) -> Address:
+    try:
+        loopback = address.host == "localhost" or ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"{key}: metrics are served on loopback only, got {address}")
+    return address
+
+
+def _parse_metrics(data: dict, services: dict[str, Address], gateway: GatewayConfig) -> MetricsConfig:
+    """`metrics:`; exporters only for configured components (the services and `idp`), every address on
+    loopback, no port used twice or taken by a service, its health listener or the gateway."""
+    w = "metrics"
+    exporters = {}
+    for name, text in _get(data, "exporters", w, {}, kind=dict).items():
+        if name not in services and name != "idp":
+            raise ConfigError(f"{w}.exporters.{name}: not a configured service (or idp)")
+        exporters[name] = _loopback(Address.parse(text, f"{w}.exporters.{name}"), f"{w}.exporters.{name}")
+    prometheus = _get(data, "prometheus", w, None, kind=str)
+    prometheus = _loopback(Address.parse(prometheus, f"{w}.prometheus"), f"{w}.prometheus") if prometheus else None
+    taken = {a.port: f"services.{n}" for n, a in services.items()}
+    taken.update({a.port + 1000: f"the health listener of services.{n}" for n, a in services.items()})
+    taken.update({gateway.listen.port: "gateway.listen", gateway.admin.port: "gateway.admin"})
+    for key, address in [*((f"{w}.exporters.{n}", a) for n, a in exporters.items()),
+                         *(((f"{w}.prometheus", prometheus),) if prometheus else ())]:
+        if address.port in taken:
+            raise ConfigError(f"{key}: port {address.port} is already {taken[address.port]}'s")
+        taken[address.port] = key
+    return MetricsConfig(exporters, prometheus,
+                         _positive(_get(data, "scrape_interval_seconds", w, 5), f"{w}.scrape_interval_seconds"),
+                         _get(data, "retention", w, "2d", kind=str))
+
+
 def parse_config(data: dict, path: Path) -> Config:
     """Validates the parsed YAML `data` and returns the typed configuration."""
     state_dir = Path(os.environ.get("FIRECREST_MESH_STATE") or _resolve(_get(data, "state_dir", "", "state")))
@@ -428,9 +478,12 @@ def parse_config(data: dict, path: Path) -> Config:
                             service_account,
                             _get(health, "service_account_username", "health", None, kind=str),
                             _resolve(f) if (f := _get(health, "client_secret_file", "health", None, kind=str))
-                            else state_dir / "idp" / "clients" / f"{service_account}.secret"),
+                            else state_dir / "idp" / "clients" / f"{service_account}.secret",
+                            _positive(_get(health, "components_interval_seconds", "health", 10),
+                                      "health.components_interval_seconds")),
         systems=systems,
         test_users=_parse_test_users(_get(data, "test_users", "", [], kind=list)),
+        metrics=_parse_metrics(_get(data, "metrics", "", {}, kind=dict), services, gateway),
         tasks=_parse_tasks(_get(data, "tasks", "", {}, kind=dict), state_dir),
         _by_name=by_name,
     )

@@ -1,6 +1,6 @@
 """Start-up of a microservice: a grpc.aio server behind mutual TLS, with health checking, the
-per-RPC authentication of peer and caller, request-id logging and the one place where typed
-`ApiError`s become gRPC statuses (with `x-http-code` for the gateway).
+per-RPC authentication of peer and caller, request-id logging, per-RPC metrics and the one place
+where typed `ApiError`s become gRPC statuses (with `x-http-code` for the gateway).
 
 Every RPC but gRPC health passes two checks before its handler runs:
 1. the peer: its mesh certificate (verified by TLS against the mesh CA) must name a component this
@@ -30,7 +30,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import identity, logs, mesh_pki, mesh_tls
+from services.common import identity, logs, mesh_pki, mesh_tls, metrics
 from services.common.health_listener import HealthListener
 from services.common.config import Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
@@ -75,6 +75,26 @@ class Admission:
 def _enter_request(context: grpc.aio.ServicerContext) -> None:
     logs.request_id.set(metadata_value(context, "x-request-id") or "-")
     logs.username.set("-")
+
+
+def _status_code(exc: BaseException | None) -> str:
+    """The gRPC status name an RPC ended with, for the metrics: OK, an ApiError's code, CANCELLED
+    when the client went away, INTERNAL for a bug; an abort's code is the context's."""
+    if exc is None:
+        return "OK"
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    if isinstance(exc, ApiError):
+        return exc.grpc_code.name
+    return "INTERNAL"
+
+
+def _record(method: str, context: grpc.aio.ServicerContext, start: float, exc: BaseException | None) -> None:
+    code = _status_code(exc)
+    if isinstance(exc, grpc.aio.AbortError):
+        aborted = context.code()
+        code = aborted.name if aborted is not None else "UNKNOWN"
+    metrics.record_rpc(method, code, time.perf_counter() - start)
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
@@ -139,10 +159,13 @@ def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callab
         try:
             await admission.admit(context, method)
             response = await behavior(_decoded(request), context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
+            _record(method, context, start, exc)
             raise
         except Exception as exc:
+            _record(method, context, start, exc)
             await _abort(context, method, exc)
+        _record(method, context, start, None)
         log.info("%s ok", method, extra={"fields": {
             "method": method, "ms": round((time.perf_counter() - start) * 1000, 2)}})
         return response
@@ -153,20 +176,25 @@ def _wrap_stream(behavior: Callable, method: str, admission: Admission) -> Calla
     """Server-streaming handlers: the same admission and error mapping, yielding responses."""
     async def handler(request, context: grpc.aio.ServicerContext):
         _enter_request(context)
+        start = time.perf_counter()
         try:
             await admission.admit(context, method)
             async for item in behavior(_decoded(request), context):
                 yield item
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
+            _record(method, context, start, exc)
             raise
         except Exception as exc:
+            _record(method, context, start, exc)
             await _abort(context, method, exc)
+        _record(method, context, start, None)
     return handler
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the request-id context, the admission checks and the ApiError → status mapping to
-    every RPC. gRPC health is open to any holder of a mesh certificate (the launcher's readiness
+    """Applies the request-id context, the admission checks, the ApiError → status mapping and the
+    per-RPC metrics (requests by code, latency: `services.common.metrics`) to every RPC.
+    A refused admission counts with its code (UNAUTHENTICATED, PERMISSION_DENIED). gRPC health is open to any holder of a mesh certificate (the launcher's readiness
     checks, Envoy's health checks); reflection needs an admitted peer and a valid token like the API."""
 
     def __init__(self, admission: Admission):
@@ -231,6 +259,7 @@ async def serve(name: str, register: Register, config: Config | None = None,
                 internal_services: frozenset[str] = frozenset()) -> None:
     config = config or load_config()
     address = config.services[name]
+    metrics.start(config, name)  # GET /metrics on metrics.exporters.<name>, from a thread of its own
     # The gateway limits raw (HttpBody) bodies only; transcoded JSON bodies are limited here, to the
     # same size (plus framing). The gateway answers 413 when a request is refused for its size.
     max_request = config.gateway.max_request_body_bytes + 64 * 1024

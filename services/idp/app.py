@@ -9,6 +9,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from flask import Flask, jsonify, request
 
+from services.common import metrics
 from services.common.config import Config
 
 from .clients import AUTH_METHODS, load_clients
@@ -71,6 +72,9 @@ def create_app(cfg: Config) -> Flask:
     def log_request(response):
         # Path only: no query string, body or headers, so no secrets or tokens reach the log.
         log.info("%s %s %s %d", request.remote_addr, request.method, request.path, response.status_code)
+        # Labelled by the matched route (a handful), never the raw path.
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.IDP_REQUESTS.labels(endpoint, str(response.status_code)).inc()
         return response
 
     log.info("issuer %s, signing key kid %s, %d clients", identity.issuer, key.kid, len(clients))

@@ -9,6 +9,7 @@ import sys
 
 from werkzeug.serving import make_server
 
+from services.common import metrics
 from services.common.config import Config
 
 from .app import create_app
@@ -34,6 +35,7 @@ def serve(cfg: Config) -> None:
     if not _is_loopback(listen.host):
         raise SystemExit(f"identity.embedded_provider.listen: {listen} is not a loopback address")
     app = create_app(cfg)
+    metrics.start(cfg, "idp")  # GET /metrics on metrics.exporters.idp (requests by route and status)
     # Werkzeug's development server is adequate here: a local, loopback-only provider with a
     # handful of clients. A deployment facing real users would use an external OIDC provider.
     server = make_server(listen.host.strip("[]"), listen.port, app, threaded=True)

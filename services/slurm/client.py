@@ -18,6 +18,7 @@ from services.common.identity import Caller
 from services.common.ssh.command import CommandResult
 from services.common.ssh.runner import CommandRunner, FailureTest, exited_non_zero
 from services.compute.scheduler import JobQuery, JobSpec, SchedulerJob
+from services.slurm.timed_runner import TimedRunner
 from services.slurm import (delimited, errors, getent, posix_id, sacct, sacctmgr, sbatch, scancel, scontrol_batch_script,
                             scontrol_job, scontrol_partitions, scontrol_reservations, sinfo, squeue, srun)
 
@@ -33,7 +34,7 @@ class OutcomeUnknown(Exception):
 
 class SlurmClient:
     def __init__(self, runner: CommandRunner):
-        self._runner = runner
+        self._runner = TimedRunner(runner)  # each command's latency and outcome in the metrics
 
     async def execute(self, caller: Caller, system: SystemConfig, argv: list[str], *, stdin: bytes | None = None,
                       timeout: int | None = None) -> CommandResult:

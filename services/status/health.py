@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from firecrest_mesh.status.v1 import status_pb2
+from services.common import metrics
 from services.common.config import Config, SystemConfig
 from services.common.errors import ApiError
 from services.common.identity import Caller
@@ -141,4 +142,8 @@ class HealthChecker:
         self.results[system.name] = SystemHealth(services, iso_now(), time.monotonic(),
                                                  version or previous.scheduler_version)
         unhealthy = [s.service_type for s in services if not s.healthy]
+        for s in services:  # firecrest_health_check_healthy{system, check}: "filesystem:/home", ...
+            check = f"{s.service_type}:{s.path}" if s.HasField("path") else s.service_type
+            metrics.HEALTH_CHECK.labels(system.name, check).set(1 if s.healthy else 0)
+            metrics.HEALTH_CHECK_RUNS.labels(system.name, check, "healthy" if s.healthy else "unhealthy").inc()
         log.info("health check of %s: %s", system.name, "unhealthy: " + ",".join(unhealthy) if unhealthy else "healthy")

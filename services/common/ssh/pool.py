@@ -34,6 +34,7 @@ from functools import partial
 
 import paramiko
 
+from services.common import metrics
 from services.common.config import Config, SystemConfig
 from services.common.errors import SshConnectionFailed, Unauthenticated
 from services.common.identity import Caller
@@ -111,6 +112,7 @@ class SshPool:
         # queued behind the commands that fill the main thread pool.
         self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ssh-stop")
         self._abandoned: set[asyncio.Future] = set()  # threads still working for cancelled callers
+        metrics.register_pool(self)  # firecrest_ssh_* gauges, read from stats() when scraped
 
     @classmethod
     def for_service(cls, config: Config, service: str) -> "SshPool":
@@ -208,6 +210,7 @@ class SshPool:
         capacity = system.ssh.sessions_per_connection
         loop = asyncio.get_running_loop()
         slot.waiting += 1
+        queued_at = time.perf_counter()
         try:
             while True:
                 connection = slot.free_connection()
@@ -230,6 +233,7 @@ class SshPool:
                     raise
         finally:
             slot.waiting -= 1
+            metrics.SSH_CHANNEL_WAIT.labels(system.name).observe(time.perf_counter() - queued_at)
         # Bookkeeping below is synchronous, so a cancellation cannot land between its steps.
         try:
             cert = await self._certificates.session_certificate(caller)
@@ -315,11 +319,28 @@ class SshPool:
             slot.connections = keep
         return closed
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per system, summed over users: connections open, channels in use and their capacity,
+        callers queued for a channel, logins in progress (the metrics' `PoolCollector`, from its
+        scrape thread: a snapshot of plain counters, good enough for a gauge)."""
+        totals: dict[str, dict[str, int]] = {}
+        for (_user, system), slot in list(self._slots.items()):
+            t = totals.setdefault(system, {"connections": 0, "channels_in_use": 0, "channel_capacity": 0,
+                                           "queued": 0, "connecting": 0})
+            connections = list(slot.connections)
+            t["connections"] += len(connections)
+            t["channels_in_use"] += sum(c.in_use for c in connections)
+            t["channel_capacity"] += sum(c.capacity for c in connections)
+            t["queued"] += slot.waiting
+            t["connecting"] += slot.connecting
+        return totals
+
     def connection_count(self, username: str, system_name: str) -> int:
         slot = self._slots.get((username, system_name))
         return len(slot.connections) if slot else 0
 
     async def close(self) -> None:
+        metrics.unregister_pool(self)
         if self._janitor:
             self._janitor.cancel()
         for slot in self._slots.values():
