@@ -53,6 +53,10 @@ LUA_SCRIPT = "firecrest.lua"  # written beside the bootstrap
 DESCRIPTOR_SET = REPO_ROOT / "gen" / "envoy" / "api_descriptor.pb"
 API_PACKAGE = re.compile(r"^firecrest_mesh\.([a-z0-9_]+)\.v1$")
 INTERNAL_SERVICES = {"certificator"}  # never routed, never transcoded
+# gRPC services of a routed package that only the mesh's services call: not transcoded, and the gateway
+# answers 404 for them (their server also refuses the gateway's certificate).
+INTERNAL_API_SERVICES = {"firecrest_mesh.tasks.v1.TaskRecordsService"}
+HTTP_BODY = ".google.api.HttpBody"
 LIVENESS_REST_PATHS = ("/status/liveness", "/status/liveness/")
 LIVENESS_GRPC_PATH = "/firecrest_mesh.status.v1.StatusService/GetLiveness"
 JWT_PROVIDER = "identity_provider"
@@ -118,7 +122,8 @@ def _api_files(descriptor_set: Path):
 def api_services(descriptor_set: Path) -> list[ApiService]:
     """Every `firecrest_mesh.<name>.v1` service in the descriptor set, internal ones excluded."""
     found = [ApiService(API_PACKAGE.match(f.package).group(1), f"{f.package}.{s.name}")
-             for f in _api_files(descriptor_set) for s in f.service]
+             for f in _api_files(descriptor_set) for s in f.service
+             if f"{f.package}.{s.name}" not in INTERNAL_API_SERVICES]
     return sorted(found, key=lambda s: s.full_name)
 
 
@@ -138,6 +143,35 @@ def http_rules(descriptor_set: Path) -> list[tuple[str, str]]:
                     elif kind in HTTP_RULE_KINDS:
                         rules.append((kind.upper(), getattr(rule, kind)))
     return rules
+
+
+def template_regex(template: str) -> str:
+    """The RE2 regex (whole path) of a google.api.http path template without verb: a variable or `*`
+    is one segment, `**` any rest, a trailing slash optional. `/tasks/{task_id}/events` →
+    `/tasks/[^/]+/events/?`."""
+    body = re.sub(r"\{[^}=]*(?:=([^}]*))?\}", lambda m: m.group(1) or "*", template)
+    segments = {"*": "[^/]+", "**": ".*"}
+    return "/".join(segments.get(seg) or re.escape(seg) for seg in body.split("/")) + "/?"
+
+
+def event_streams(descriptor_set: Path) -> list[dict[str, str]]:
+    """Server-streaming RPCs with a GET rule whose messages are JSON (not raw HttpBody bytes): the gateway
+    serves them as server-sent events. Each: the REST path's regex, the gRPC path, the service's name."""
+    streams = []
+    for f in _api_files(descriptor_set):
+        for service in f.service:
+            if f"{f.package}.{service.name}" in INTERNAL_API_SERVICES:
+                continue
+            for method in service.method:
+                if (not method.server_streaming or method.output_type == HTTP_BODY
+                        or not method.options.HasExtension(annotations_pb2.http)):
+                    continue
+                rule = method.options.Extensions[annotations_pb2.http]
+                if rule.WhichOneof("pattern") == "get":
+                    streams.append({"regex": template_regex(rule.get),
+                                    "grpc_path": f"/{f.package}.{service.name}/{method.name}",
+                                    "cluster": API_PACKAGE.match(f.package).group(1)})
+    return streams
 
 
 def _lua_literal(text: str) -> str:
@@ -333,7 +367,10 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         public_paths=[*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH],
         api_services=[s.full_name for s in services],
         max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
-        routes=routes, route_timeout=f"{route_timeout(cfg)}s", error_type_header=ERROR_TYPE_HEADER,
+        routes=routes, route_timeout=f"{route_timeout(cfg)}s",
+        event_streams=[e for e in event_streams(descriptor_set) if e["cluster"] in routed],
+        internal_prefixes=sorted(f"/{name}/" for name in INTERNAL_API_SERVICES
+                                 if API_PACKAGE.match(name.rsplit(".", 1)[0]).group(1) in routed), error_type_header=ERROR_TYPE_HEADER,
         services=[service_cluster(name, addr) for name, addr in routed.items()],
         mesh_tls=mesh_tls_files(cfg), mib=MIB, system_ca_bundle=SYSTEM_CA_BUNDLE,
         jwt_cache_size=JWT_CACHE_SIZE, jwt_max_token_bytes=JWT_MAX_CACHED_TOKEN_BYTES,

@@ -13,8 +13,10 @@ from services.common.config import Config
 from services.common.ssh.pool import SshPool
 from services.common.ssh.runner import CommandRunner
 from services.compute import validation
+from services.compute.follower import JOB_KIND, JobFollower
 from services.compute.scheduler import Scheduler
 from services.compute.submissions import Submissions
+from services.compute.task_records import TaskRecords
 from services.slurm.client import SlurmClient
 from services.slurm.scheduler import SlurmScheduler
 
@@ -22,10 +24,13 @@ IDEMPOTENCY_KEY = "idempotency-key"
 
 
 class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
-    def __init__(self, config: Config, scheduler: Scheduler):
+    def __init__(self, config: Config, scheduler: Scheduler, records: TaskRecords | None = None,
+                 follower: JobFollower | None = None):
         self._config = config
         self._scheduler = scheduler
         self._submissions = Submissions(scheduler)
+        self._records = records
+        self._follower = follower
 
     async def SubmitJob(self, request, context):
         who, system = rpc.caller_and_system(self._config, request.system_name)
@@ -33,6 +38,15 @@ class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
         job_id = await self._submissions.submit(who, system, spec, rpc.metadata_value(context, IDEMPOTENCY_KEY))
         await rpc.created(context)
         return compute_pb2.SubmitJobResponse(job_id=job_id)
+
+    async def SubmitJobAsync(self, request, context):
+        """202 + the task at once; the job is submitted in the background and followed (`follower`)."""
+        who, system = rpc.caller_and_system(self._config, request.system_name)
+        spec = validation.job_spec(request.job, system)
+        task = await self._records.create(who.username, system.name, JOB_KIND, "Submitting the job")
+        self._follower.submit(who, system, spec, task)
+        await context.send_initial_metadata(((rpc.HTTP_CODE_KEY, "202"), ("location", f"/tasks/{task.id}")))
+        return task
 
     async def ListJobs(self, request, context):
         who, system = rpc.caller_and_system(self._config, request.system_name)
@@ -65,6 +79,11 @@ class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
 
 def register(server, config: Config):
     pool = SshPool.for_service(config, "compute")
-    scheduler = SlurmScheduler(SlurmClient(CommandRunner(pool)))
-    compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeService(config, scheduler), server)
-    return (pool.close,)
+    slurm = SlurmClient(CommandRunner(pool))
+    scheduler = SlurmScheduler(slurm)
+    records = TaskRecords(config)
+    follower = JobFollower(config, scheduler, slurm, records)
+    follower.start()
+    compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeService(config, scheduler, records, follower),
+                                                          server)
+    return (follower.stop, pool.close)

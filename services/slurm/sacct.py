@@ -127,3 +127,10 @@ def jobs(rows: list[dict[str, str]], user_names: dict[int, str]) -> list[Schedul
         set_num(job.priority, number(r["Priority"]))
         by_id[job_id] = SchedulerJob(job=job, account=r["Account"])
     return list(by_id.values())
+
+
+def follow_command(username: str, delimiter: str, job_ids: list[str]) -> list[str]:
+    """Accounting records of some of `username`'s jobs, whatever their age: one query for all the jobs
+    a follower tracks for that user (`services.compute.follower`). Parsed like `command`'s output."""
+    return ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--parsable2", "--noheader", f"--delimiter={delimiter}",
+            f"--format={','.join(FIELDS)}", f"--user={username}", f"--jobs={','.join(job_ids)}"]
