@@ -1,0 +1,43 @@
+"""Helpers of the tasks tests: submit asynchronously through the gateway, follow a task's server-sent
+events with a plain HTTP client, ask accounting (sacct) directly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+
+STREAM_TIMEOUT = httpx.Timeout(30, read=600)  # a bound on a hung stream, never an assertion on time
+FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def submit_async(client: httpx.Client, system: str, script: str, user: str = "alice") -> dict:
+    resp = client.post(f"/compute/{system}/jobs/async",
+                       json={"job": {"working_directory": f"/home/{user}", "script": script}})
+    assert resp.status_code == 202, resp.text
+    task = resp.json()
+    assert resp.headers["location"] == f"/tasks/{task['id']}"
+    return task
+
+
+def events(client: httpx.Client, task_id: str, until=None) -> list[dict]:
+    """The task's SSE events until the stream ends (or `until(task)` is true); checks the framing."""
+    seen = []
+    with client.stream("GET", f"/tasks/{task_id}/events", timeout=STREAM_TIMEOUT) as resp:
+        assert resp.status_code == 200, resp.read()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if not line:
+                continue
+            assert line.startswith("data: "), line
+            seen.append(json.loads(line[len("data: "):]))
+            if until is not None and until(seen[-1]):
+                break
+    return seen
+
+
+def sacct_state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.strip().splitlines()[0] if out.strip() else ""
