@@ -37,23 +37,25 @@ class SlurmClient:
         self._runner = TimedRunner(runner)  # each command's latency and outcome in the metrics
 
     async def execute(self, caller: Caller, system: SystemConfig, argv: list[str], *, stdin: bytes | None = None,
-                      timeout: int | None = None) -> CommandResult:
-        """The result of `argv` whatever its exit status (for commands whose outcome needs a closer look)."""
+                      timeout: int | None = None, read: bool = False) -> CommandResult:
+        """The result of `argv` whatever its exit status (for commands whose outcome needs a closer look).
+        `read`: a query, which the pool may run again (idempotent); never for sbatch, scancel, srun."""
         return await self._runner.execute(caller, system, argv, timeout=timeout or system.scheduler.timeout,
-                                          stdin=stdin)
+                                          stdin=stdin, idempotent=read)
 
     async def run(self, caller: Caller, system: SystemConfig, argv: list[str], *, failed: FailureTest = errors.failed,
-                  timeout: int | None = None) -> CommandResult:
+                  timeout: int | None = None, read: bool = False) -> CommandResult:
         """The result of `argv`; a failure (by default: non-zero exit or an `error:` line on stderr, as
         `scancel` and `scontrol write batch_script` refuse with exit 0) raises Slurm's API error."""
         name = errors.program(argv)
         return await self._runner.run(caller, system, argv, timeout=timeout or system.scheduler.timeout,
-                                      error_for=lambda result: errors.error_for(result, name), failed=failed)
+                                      error_for=lambda result: errors.error_for(result, name), failed=failed,
+                                      idempotent=read)
 
     async def _query(self, caller: Caller, system: SystemConfig, argv: list[str]) -> str:
         """The output of a status query; it failed only when it exited non-zero (these commands may print
         `error:` warnings, e.g. about slurm.conf, and still answer)."""
-        return (await self.run(caller, system, argv, failed=exited_non_zero)).text()
+        return (await self.run(caller, system, argv, failed=exited_non_zero, read=True)).text()
 
     # -- the system: status's queries --------------------------------------------------------------
 
@@ -118,7 +120,7 @@ class SlurmClient:
 
     async def _squeue(self, caller: Caller, system: SystemConfig, argv: list[str], job_id: str | None) -> str:
         """squeue's output; a job the controller no longer holds is no output (squeue exits 1)."""
-        result = await self.execute(caller, system, argv)
+        result = await self.execute(caller, system, argv, read=True)
         if job_id is not None and result.exit_status == 1 and squeue.not_held(result.error_text()):
             return ""
         if not result.ok:
@@ -129,19 +131,19 @@ class SlurmClient:
                       job_id: str | None) -> list[dict[str, str]]:
         """Accounting records (sacct) of the query's jobs or of one job, steps included."""
         delimiter = delimited.new_delimiter()
-        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id))
+        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True)
         return sacct.parse(result.text(), delimiter)
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:
         """uid → name of those of `uids` the system knows; None when the look-up itself failed."""
-        result = await self.execute(caller, system, getent.command(uids))
+        result = await self.execute(caller, system, getent.command(uids), read=True)
         return getent.parse(result.text()) if result.exit_status in getent.ANSWERED else None
 
     async def job_metadata(self, caller: Caller, system: SystemConfig, job_id: str) -> compute_pb2.JobMetadata:
         """The job's script and stream paths (queried concurrently)."""
         script, show = await asyncio.gather(
-            self.execute(caller, system, scontrol_batch_script.command(job_id)),
-            self.execute(caller, system, scontrol_job.command(job_id)))
+            self.execute(caller, system, scontrol_batch_script.command(job_id), read=True),
+            self.execute(caller, system, scontrol_job.command(job_id), read=True))
         for result in (script, show):  # the script's error first: Slurm gives it to the job's owner only → 403
             if errors.failed(result):
                 raise errors.error_for(result, "scontrol")

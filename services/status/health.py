@@ -114,7 +114,7 @@ class HealthChecker:
         entry = status_pb2.ServiceHealth(service_type=service_type, last_checked=iso_now())
         output = ""
         try:
-            result = await self._runner.execute(caller, system, argv, timeout=timeout)
+            result = await self._runner.execute(caller, system, argv, timeout=timeout, idempotent=True)
             entry.healthy = result.ok
             output = result.text()
             if not result.ok:

@@ -41,30 +41,31 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
 
     async def _run(self, who: Caller, system: SystemConfig, *argvs: list[str],
                    error_for: ErrorMapper = errors.error_for, stdin: bytes | None = None,
-                   max_output: int | None = None) -> CommandResult:
+                   max_output: int | None = None, read: bool = False) -> CommandResult:
         """The result of `argvs` run as `who` under the system's command timeout; raises the mapped
-        error when it failed. Output is capped at `max_output` (default `max_ops_file_size`; 413)."""
+        error when it failed. Output is capped at `max_output` (default `max_ops_file_size`; 413).
+        `read`: the command only reads, so the pool may run it again (idempotent)."""
         return await self._runner.run(who, system, *argvs, timeout=system.ssh.timeouts.command_execution,
                                       error_for=error_for, stdin=stdin,
-                                      max_output=max_output or system.max_ops_file_size)
+                                      max_output=max_output or system.max_ops_file_size, idempotent=read)
 
     async def ListFiles(self, request, context):
         who, system, path = self._target(request)
         result = await self._run(who, system, *ls.command(path, show_hidden=request.show_hidden,
                                                          recursive=request.recursive,
-                                                         dereference=request.dereference))
+                                                         dereference=request.dereference), read=True)
         return utilities_pb2.ListFilesResponse(output=ls.parse(result.stdout, path, request.numeric_uid))
 
     async def HeadFile(self, request, context):
         who, system, path = self._target(request)
         amount = (_optional(request, "num_bytes"), _optional(request, "num_lines"), request.skip_trailing)
-        result = await self._run(who, system, head_tail.command("head", path, *amount))
+        result = await self._run(who, system, head_tail.command("head", path, *amount), read=True)
         return utilities_pb2.HeadFileResponse(output=head_tail.parse("head", result.stdout, *amount))
 
     async def TailFile(self, request, context):
         who, system, path = self._target(request)
         amount = (_optional(request, "num_bytes"), _optional(request, "num_lines"), request.skip_heading)
-        result = await self._run(who, system, head_tail.command("tail", path, *amount))
+        result = await self._run(who, system, head_tail.command("tail", path, *amount), read=True)
         return utilities_pb2.TailFileResponse(output=head_tail.parse("tail", result.stdout, *amount))
 
     async def ViewFile(self, request, context):
@@ -72,22 +73,22 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
         limit = system.max_ops_file_size
         argv = view.command(path, _optional(request, "size"), _optional(request, "offset"), limit)
         # dd reads at most `limit` bytes: only more than that is too large.
-        result = await self._run(who, system, argv, error_for=view.error_for, max_output=limit + 1)
+        result = await self._run(who, system, argv, error_for=view.error_for, max_output=limit + 1, read=True)
         return utilities_pb2.ViewFileResponse(output=view.parse(result.stdout))
 
     async def ChecksumFile(self, request, context):
         who, system, path = self._target(request)
-        result = await self._run(who, system, checksum.command(path))
+        result = await self._run(who, system, checksum.command(path), read=True)
         return utilities_pb2.ChecksumFileResponse(output=checksum.parse(result.stdout))
 
     async def GetFileType(self, request, context):
         who, system, path = self._target(request)
-        result = await self._run(who, system, file.command(path), error_for=file.error_for)
+        result = await self._run(who, system, file.command(path), error_for=file.error_for, read=True)
         return utilities_pb2.GetFileTypeResponse(output=file.parse(result.stdout))
 
     async def StatFile(self, request, context):
         who, system, path = self._target(request)
-        result = await self._run(who, system, stat.command(path, request.dereference))
+        result = await self._run(who, system, stat.command(path, request.dereference), read=True)
         return utilities_pb2.StatFileResponse(output=stat.parse(result.stdout))
 
     async def ChangeMode(self, request, context):
@@ -123,7 +124,7 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
         who, system, path = self._target(request)
         limit = system.max_ops_file_size
         # The command reads up to limit + 1 bytes; the cap lies above, so download.parse answers 413.
-        result = await self._run(who, system, download.command(path, limit), max_output=limit + 2)
+        result = await self._run(who, system, download.command(path, limit), max_output=limit + 2, read=True)
         data = download.parse(result.stdout, limit)
         await context.send_initial_metadata((("x-file-size", str(len(data))),))
         if not data:

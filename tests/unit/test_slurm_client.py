@@ -42,10 +42,12 @@ class Pool:
     def __init__(self, **answers):
         self.answers = answers
         self.calls: list[tuple[list[str], bytes | None, float]] = []
+        self.idempotent: dict[str, bool] = {}  # answer key (program) → what the pool was told
 
-    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None):
+    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None, idempotent=False):
         words = shlex.split(line)
         self.calls.append((words, stdin, timeout))
+        self.idempotent[next(k for k in self.answers if k in words)] = idempotent
         key = next(k for k in self.answers if k in words)
         answer = self.answers[key]
         if isinstance(answer, Exception):
@@ -102,6 +104,7 @@ def test_cancel_refused_with_exit_0_is_an_error(system):
     refused = client(Pool(scancel=ok(b"", read("scancel_verbose_completed.stderr.txt"))))
     with pytest.raises(BadRequest, match="already completing or completed"):
         asyncio.run(refused.cancel(ALICE, system, "4442"))
+    assert refused._runner.pool.idempotent == {"scancel": False}  # never run twice by the pool
 
 
 def test_job_metadata_is_the_script_and_the_stream_paths(system):
@@ -109,6 +112,7 @@ def test_job_metadata_is_the_script_and_the_stream_paths(system):
                 show=ok(read("scontrol_show_job_running.txt")))
     meta = asyncio.run(client(pool).job_metadata(ALICE, system, "12"))
     assert meta.script == "#!/bin/bash\n# capture\nsleep 120\n" and meta.standard_input == "/dev/null"
+    assert pool.idempotent == {"batch_script": True, "show": True}  # reads: the pool may run them again
     refused = Pool(batch_script=ok(b"", read("scontrol_write_batch_script_other_user.stderr.txt")),
                    show=ok(read("scontrol_show_job_running.txt")))
     with pytest.raises(Forbidden, match="Invalid user id"):
@@ -120,6 +124,7 @@ def test_attach_runs_under_the_ssh_command_timeout(system):
     asyncio.run(client(pool).attach(ALICE, system, "4442", "echo attached"))
     (words, _, timeout), = pool.calls
     assert words[:3] == ["timeout", "13", "srun"] and words[-1] == "echo attached"
+    assert pool.idempotent == {"srun": False}
     assert timeout == 13 + SSH_GRACE_SECONDS
 
 
@@ -131,6 +136,7 @@ def test_submit_sends_the_script_on_stdin_and_reads_the_job_id(system):
     assert asyncio.run(client(pool).submit(ALICE, system, SPEC, "firecrest-mesh:m")) == "4442"
     (words, stdin, _), = pool.calls
     assert stdin == SPEC.script.encode() and "--comment=firecrest-mesh:m" in words
+    assert pool.idempotent == {"sbatch": False}  # a submission is never run twice
 
 
 @pytest.mark.parametrize("answer", [CommandResult(124, b"", b""), SshConnectionFailed("lost"),

@@ -36,13 +36,14 @@ class FakeRunner:
         self.answers = answers
         self.calls: list[tuple[str, list[str], int]] = []
 
-    async def execute(self, caller, system, *argvs, timeout, stdin=None, max_output=None):
+    async def execute(self, caller, system, *argvs, timeout, stdin=None, max_output=None, idempotent=False):
         argv = list(argvs[0])
         self.calls.append((caller.username, argv, timeout))
         return self.answers[next(k for k in self.answers if k in argv)]
 
     async def run(self, caller, system, *argvs, timeout, error_for, failed=lambda r: not r.ok, stdin=None,
-                  max_output=None):
+                  max_output=None, idempotent=False):
+        assert idempotent, "status only queries: every command it runs may be run again"
         result = await self.execute(caller, system, *argvs, timeout=timeout)
         if failed(result):
             raise error_for(result)
@@ -56,7 +57,8 @@ class FakePool:
         self.error: Exception | None = None
         self.lines: list[str] = []
 
-    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None):
+    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None, idempotent=False):
+        assert idempotent, "health probes only read"
         self.lines.append(line)
         if self.error is not None:
             raise self.error

@@ -38,10 +38,12 @@ class FakeRunner:
     def __init__(self, **answers: CommandResult):
         self.answers = answers
         self.calls: list[tuple] = []
+        self.idempotent: dict[str, bool] = {}  # program → whether the pool may run it again
 
     async def run(self, caller, system, *argvs, timeout, error_for, failed=lambda r: not r.ok, stdin=None,
-                  max_output=None):
+                  max_output=None, idempotent=False):
         self.calls.append((caller.username, argvs, timeout, stdin))
+        self.idempotent[argvs[0][0]] = idempotent
         result = self.answers.get(argvs[0][0], CommandResult(0, b"", b""))
         if failed(result):
             raise error_for(result)
@@ -183,6 +185,7 @@ def test_delete_compress_extract_upload_are_204(stub, tokens, runner, http_code)
         response, call = method.with_call(request, metadata=md)
         assert http_code(call) == "204" and response.ByteSize() == 0, method
     assert [argvs[0][0] for _, argvs, _, _ in runner.calls] == ["rm", "tar", "tar"]
+    assert runner.idempotent == {"rm": False, "tar": False}  # writes are never run twice by the pool
 
 
 def test_mkdir_is_201_with_the_new_directorys_entry(stub, tokens, runner, http_code):
@@ -203,3 +206,4 @@ def test_listing_parses_the_entries(stub, tokens, runner, http_code):
     assert http_code(call) is None  # 200
     names = {f.name for f in response.output}
     assert "new\nline" in names and "-rf" in names and all(f.user == "alice" for f in response.output)
+    assert runner.idempotent == {"find": True}  # a read: the pool may run it again

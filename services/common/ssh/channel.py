@@ -20,6 +20,7 @@ from services.common.config import SystemConfig
 from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed
 from services.common.ssh.certificates import UserCertificate
 from services.common.ssh.command import CommandResult
+from services.common.ssh.retry import CommandInterrupted, CommandNotStarted, NoExitStatus
 from services.common.ssh.transport import open_transport
 
 READ_CHUNK = 256 * 1024
@@ -28,9 +29,22 @@ STOP_SIGNALS = ("TERM", "KILL")  # sent in turn to a cancelled command's process
 STOP_GRACE_SECONDS = 1.0  # how long a cancelled command has to end after each signal
 
 
-class ChannelRefused(SshConnectionFailed):
+class ChannelRefused(CommandNotStarted):
     """sshd refused a new channel on a healthy connection (its MaxSessions count still includes
-    channels we already closed). Transient: the connection stays, the caller tries again."""
+    channels we already closed), or refused `exec` on it. Transient: the connection stays, the caller
+    tries again."""
+
+
+def ended_without_status(channel: paramiko.Channel) -> SshConnectionFailed:
+    """The error for a channel that closed without an exit status: `exec` refused on a live
+    connection (the command never started), the connection lost (it may have), or sshd closing the
+    channel without exit-status (it ran, whether to the end is unknown)."""
+    if not channel.event_ready:
+        if channel.transport.is_active():
+            return ChannelRefused("Unable to start the command: the SSH server refused it")
+        return CommandInterrupted("SSH connection lost: Channel closed.")
+    return NoExitStatus("The SSH channel closed without the command's exit status: whether it completed is "
+                        "unknown")
 
 
 def send_eof(channel: paramiko.Channel) -> None:
@@ -234,7 +248,7 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
         # once one gets a ChannelException and the other a bare SSHException: judge by the transport.
         if isinstance(exc, paramiko.ChannelException) or transport.is_active():
             raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
-        raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}") from None
+        raise CommandNotStarted(f"Unable to open a new SSH channel: {exc}") from None
     deadline = time.monotonic() + timeout
     wakeup = _Wakeup()
     channel.in_buffer.set_event(wakeup)
@@ -269,18 +283,19 @@ def execute(transport: paramiko.Transport, command: str, stdin: bytes | None,
         if not channel.closed:
             with channel.lock:
                 channel.out_buffer_cv.wait_for(lambda: channel.closed, CLOSE_GRACE_SECONDS)
-        if not channel.event_ready and channel.exit_status == -1:
-            # Closed before the server accepted `exec` (it refused it), or by terminate().
+        if channel.exit_status == -1:
+            # Closed before the server accepted `exec` (it refused it), by terminate(), or without
+            # an exit status.
             if stop is not None and stop.requested:
                 raise CommandStopped()
-            raise SshConnectionFailed("SSH connection lost: Channel closed.")
-        return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
+            raise ended_without_status(channel)
+        return CommandResult(channel.exit_status, bytes(stdout), bytes(stderr))
     except socket.timeout:
         raise RequestTimeout("Command execution timeout limit exceeded.") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         if stop is not None and stop.requested:
             raise CommandStopped() from None  # e.g. sendall() on the channel terminate() closed
-        raise SshConnectionFailed(f"SSH connection lost: {exc}") from None
+        raise CommandInterrupted(f"SSH connection lost: {exc}") from None
     finally:
         channel.close()
 

@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN
 
-from services.common.errors import RequestTimeout, SshConnectionFailed
-from services.common.ssh.channel import CLOSE_GRACE_SECONDS, ChannelRefused, _start, drain, send_eof, terminate
+from services.common.errors import RequestTimeout
+from services.common.ssh.channel import (CLOSE_GRACE_SECONDS, ChannelRefused, _start, drain, ended_without_status,
+                                         send_eof, terminate)
 from services.common.ssh.command import CommandResult
+from services.common.ssh.retry import CommandInterrupted, CommandNotStarted
 
 
 class _LoopSignal:
@@ -91,7 +93,7 @@ class LoopCommand:
         """Sends CHANNEL_OPEN as Transport.open_channel does, with a signal the loop can await."""
         transport = self.transport
         if not transport.active:
-            raise SshConnectionFailed("Unable to open a new SSH channel: SSH session not active")
+            raise CommandNotStarted("Unable to open a new SSH channel: SSH session not active")
         signal = _LoopSignal(loop)
         with transport.lock:
             window = transport._sanitize_window_size(None)
@@ -123,13 +125,13 @@ class LoopCommand:
         except TimeoutError:
             raise ChannelRefused("Unable to open a new SSH channel: Timeout opening channel.") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}") from None
+            raise CommandNotStarted(f"Unable to open a new SSH channel: {exc}") from None
         channel = transport._channels.get(self._chanid)
         if channel is None or not channel.active:
             exc = transport.get_exception()
             if isinstance(exc, paramiko.ChannelException) or transport.is_active():
                 raise ChannelRefused(f"Unable to open a new SSH channel: {exc}")
-            raise SshConnectionFailed(f"Unable to open a new SSH channel: {exc}")
+            raise CommandNotStarted(f"Unable to open a new SSH channel: {exc}")
         self.channel = channel
         wakeup = _LoopSignal(loop)
         channel.in_buffer.set_event(wakeup)
@@ -163,8 +165,8 @@ class LoopCommand:
                 except TimeoutError:
                     if loop.time() >= deadline:
                         raise
-            if not channel.event_ready and channel.exit_status == -1:
-                raise SshConnectionFailed("SSH connection lost: Channel closed.")  # exec refused
+            if channel.exit_status == -1:  # exec refused, the connection lost, or no exit-status sent
+                raise ended_without_status(channel)
             return CommandResult(channel.exit_status, bytes(stdout), bytes(stderr))
         except asyncio.CancelledError:
             abandoned = True  # abandon() stops the command and closes the channel
@@ -172,7 +174,7 @@ class LoopCommand:
         except TimeoutError:
             raise RequestTimeout("Command execution timeout limit exceeded.") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SshConnectionFailed(f"SSH connection lost: {exc}") from None
+            raise CommandInterrupted(f"SSH connection lost: {exc}") from None
         finally:
             if not abandoned:
                 channel.close()

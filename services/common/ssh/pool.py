@@ -11,6 +11,10 @@ what paramiko's transport thread hands it, so a command costs no hop to a worker
 The pool's bookkeeping stays on the event loop. TCP_NODELAY is set on every socket (without it a warm
 command costs ~48 ms instead of ~3 ms: Nagle + delayed ACK).
 
+Failures that pass are tried again within the request's deadline (`retry`): refused channels and
+logins that timed out or were dropped always, commands whose channel ended without an exit status
+only when the caller declared them idempotent.
+
 In `command` certificate mode there is no pooling: every command gets its own certificate whose
 force-command is that command, on its own connection, closed afterwards.
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,17 +41,18 @@ import paramiko
 
 from services.common import metrics
 from services.common.config import Config, SystemConfig
-from services.common.errors import SshConnectionFailed, Unauthenticated
+from services.common.errors import ServiceUnavailable, Unauthenticated
 from services.common.identity import Caller
 from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.channel import (ChannelRefused, Stop, execute, execute_on_own_connection,
                                          terminate)
 from services.common.ssh.command import CommandResult
 from services.common.ssh.loop_command import LoopCommand
+from services.common.ssh.retry import (MAX_RESTARTS, Backoff, CommandInterrupted, CommandNotStarted, NoExitStatus,
+                                       login_with_retries)
 from services.common.ssh.transport import open_transport
 
 log = logging.getLogger(__name__)
-CHANNEL_RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 ABANDONED_WORK_WAIT_SECONDS = 15.0  # close(): how long to wait for cancelled work still on a thread
 @dataclass(eq=False)
 class _Connection:
@@ -159,43 +165,77 @@ class SshPool:
                 channel.close()
 
     async def run(self, caller: Caller, system: SystemConfig, command: str, *, stdin: bytes | None = None,
-                  timeout: float | None = None, max_output: int | None = None) -> CommandResult:
+                  timeout: float | None = None, max_output: int | None = None,
+                  idempotent: bool = False) -> CommandResult:
         """Runs the (already quoted) `command` on `system` as `caller`, a token verified in this
-        request: a pooled connection serves only such a caller, and never after its token expired."""
+        request: a pooled connection serves only such a caller, and never after its token expired.
+
+        Within `timeout` (the command's deadline), a command that never started (channel or `exec`
+        refused) is tried again with backoff; one whose channel ended without an exit status is tried
+        again only when `idempotent` (a read; see `retry`), otherwise its error says the outcome is
+        unknown (503, or 424 when the connection was lost)."""
         if caller.expires_at <= time.time():
             raise Unauthenticated("Access token expired")
         timeout = timeout or system.ssh.timeouts.command_execution
         if system.ssh.certificate_mode == "command":
             return await self._run_with_command_certificate(caller, system, command, stdin, timeout, max_output)
         self._ensure_janitor()
-        for delay in (*CHANNEL_RETRY_DELAYS, None):
-            slot, connection = await self._acquire(caller, system)
-            handed_over = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        backoff = Backoff()
+        restarts = 0
+        attempt_timeout = timeout
+        while True:
             try:
-                if stdin:  # input may block the sender: on a worker thread
-                    stop = Stop()
-                    return await self._in_thread(execute, connection.transport, command, stdin, timeout,
-                                                 max_output, stop, stop=partial(self._stop_soon, stop),
-                                                 abandoned=partial(self._release, slot, connection))
+                return await self._run_once(caller, system, command, stdin, attempt_timeout, max_output)
+            except CommandNotStarted as exc:
+                failure = exc
+            except CommandInterrupted as exc:
+                if not idempotent or restarts >= MAX_RESTARTS:
+                    raise
+                restarts += 1
+                failure = exc
+            delay = backoff.delay()
+            if loop.time() + delay >= deadline:
+                if isinstance(failure, CommandNotStarted):  # sshd kept refusing: busy, not unreachable
+                    raise ServiceUnavailable(f"{failure.message} (the login node of system {system.name} "
+                                             f"refused new sessions until the request's deadline)") from None
+                raise failure
+            log.info("SSH command not run, trying again", extra={"fields": {
+                "system": system.name, "reason": failure.message, "delay_ms": round(delay * 1000)}})
+            await asyncio.sleep(delay)
+            attempt_timeout = deadline - loop.time()
+
+    async def _run_once(self, caller: Caller, system: SystemConfig, command: str, stdin: bytes | None,
+                        timeout: float, max_output: int | None) -> CommandResult:
+        """One attempt on a pooled connection; `timeout` starts once a channel is free."""
+        slot, connection = await self._acquire(caller, system)
+        handed_over = False
+        try:
+            if stdin:  # input may block the sender: on a worker thread
+                stop = Stop()
+                result = await self._in_thread(execute, connection.transport, command, stdin, timeout,
+                                               max_output, stop, stop=partial(self._stop_soon, stop),
+                                               abandoned=partial(self._release, slot, connection))
+            else:
                 run = LoopCommand(connection.transport, command, timeout, max_output)
                 try:
-                    return await run.run()
+                    result = await run.run()
                 except asyncio.CancelledError:
                     run.abandon(self._stopper, partial(self._release, slot, connection))
                     raise
-            except asyncio.CancelledError:
-                handed_over = True  # released once the channel is closed (by the worker or abandon())
-                raise
-            except ChannelRefused:
-                if delay is None:
-                    raise
-            except SshConnectionFailed:
-                connection.transport.close()  # broken: let the next caller open a fresh one
-                raise
-            finally:
-                if not handed_over:
-                    self._release(slot, connection)
-            await asyncio.sleep(delay)  # the command never started: trying again is safe
+            return result
+        except asyncio.CancelledError:
+            handed_over = True  # released once the channel is closed (by the worker or abandon())
+            raise
+        except (ChannelRefused, NoExitStatus):
+            raise  # the connection itself is fine
+        except (CommandNotStarted, CommandInterrupted):
+            connection.transport.close()  # broken: let the next attempt open a fresh one
+            raise
+        finally:
+            if not handed_over:
+                self._release(slot, connection)
 
     async def _acquire(self, caller: Caller, system: SystemConfig) -> tuple[_UserSlot, _Connection]:
         key = (caller.username, system.name)
@@ -241,7 +281,12 @@ class SshPool:
             self._login_ended(slot)
             raise
         try:
-            transport = await self._in_thread(open_transport, system, caller.username, cert,
+            # A login that may pass (timeouts, a handshake dropped) is tried again for as long as
+            # one login may take; a caller that went away stops the retries.
+            given_up = threading.Event()
+            budget = system.ssh.timeouts.connection + system.ssh.timeouts.login
+            login = partial(open_transport, system, caller.username, cert)
+            transport = await self._in_thread(login_with_retries, login, budget, given_up.is_set, stop=given_up.set,
                                               abandoned=partial(self._login_abandoned, slot))
         except asyncio.CancelledError:
             raise  # the login counts in slot.connecting until its thread is done

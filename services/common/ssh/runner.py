@@ -6,6 +6,11 @@ point (`shell_join`), wraps each command in `timeout <seconds>` so a stuck proce
 (exit 124 → 408) while the SSH channel stays usable, gives the SSH side a fixed grace beyond that so
 the remote timeout fires first, and refuses command lines longer than sshd passes on. What counts as
 a failure and which error it becomes belongs to the command's module (`failed`, `error_for`).
+
+A caller declares a command `idempotent=True` when running it twice does no harm (reads: ls, stat,
+head, checksum, squeue, sacct, scontrol show, id, getent...): if its SSH channel ends without an exit
+status the pool runs it again. Anything that changes state (sbatch, scancel, writes, uploads) keeps
+the default False and is reported as an unknown outcome instead (services/common/ssh/retry.py).
 """
 
 from __future__ import annotations
@@ -48,17 +53,20 @@ class CommandRunner:
         self.pool = pool
 
     async def execute(self, caller: Caller, system: SystemConfig, *argvs: Sequence[str], timeout: int,
-                      stdin: bytes | None = None, max_output: int | None = None) -> CommandResult:
+                      stdin: bytes | None = None, max_output: int | None = None,
+                      idempotent: bool = False) -> CommandResult:
         """The result of `argvs` (chained with `&&`), whatever its exit status."""
         line = command_line(timeout, argvs)
         return await self.pool.run(caller, system, line, stdin=stdin, timeout=timeout + SSH_GRACE_SECONDS,
-                                   max_output=max_output)
+                                   max_output=max_output, idempotent=idempotent)
 
     async def run(self, caller: Caller, system: SystemConfig, *argvs: Sequence[str], timeout: int,
                   error_for: ErrorMapper, failed: FailureTest = exited_non_zero,
-                  stdin: bytes | None = None, max_output: int | None = None) -> CommandResult:
+                  stdin: bytes | None = None, max_output: int | None = None,
+                  idempotent: bool = False) -> CommandResult:
         """The result of `argvs` when it succeeded; otherwise raises `error_for(result)`."""
-        result = await self.execute(caller, system, *argvs, timeout=timeout, stdin=stdin, max_output=max_output)
+        result = await self.execute(caller, system, *argvs, timeout=timeout, stdin=stdin, max_output=max_output,
+                                    idempotent=idempotent)
         if failed(result):
             raise error_for(result)
         return result

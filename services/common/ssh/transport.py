@@ -1,5 +1,6 @@
 """Opening an SSH connection to a system as a user: TCP (TCP_NODELAY), the pinned host key, and a
-certificate login; blocking (the pool calls it on a worker thread).
+certificate login; blocking (the pool calls it on a worker thread). A refusal (user, certificate,
+host key) is a `LoginRefused`; every other failure may pass and the pool tries again (`retry`).
 
 Without TCP_NODELAY a warm command costs ~48 ms instead of ~3 ms (Nagle + delayed ACK).
 """
@@ -13,6 +14,7 @@ import paramiko
 from services.common.config import SystemConfig
 from services.common.errors import RequestTimeout, SshConnectionFailed
 from services.common.ssh.certificates import UserCertificate
+from services.common.ssh.retry import LoginRefused
 
 WINDOW_SIZE = 8 * 1024 * 1024  # large windows: multi-MiB outputs (downloads) in few round trips
 
@@ -22,7 +24,7 @@ def _load_known_host_key(system: SystemConfig) -> paramiko.HostKeys:
     try:
         keys.load(str(system.ssh.known_hosts))
     except OSError as exc:
-        raise SshConnectionFailed(f"Known hosts file of system {system.name} unreadable: {exc}") from None
+        raise LoginRefused(f"Known hosts file of system {system.name} unreadable: {exc}") from None
     return keys
 
 
@@ -47,18 +49,20 @@ def open_transport(system: SystemConfig, username: str, cert: UserCertificate) -
         server_key = transport.get_remote_server_key()
         expected = _load_known_host_key(system).lookup(_host_entry(system)) or {}
         if expected.get(server_key.get_name()) != server_key:
-            raise SshConnectionFailed(f"Host key of system {system.name} does not match the pinned key")
+            raise LoginRefused(f"Host key of system {system.name} does not match the pinned key")
         transport.auth_publickey(username, cert.key)
         if not transport.is_authenticated():
-            raise SshConnectionFailed("SSH authentication failed")
+            raise LoginRefused("SSH authentication failed")
         transport.set_keepalive(timeouts.keep_alive)
         return transport
     except SshConnectionFailed:
         transport.close()
         raise
-    except paramiko.AuthenticationException:
+    except paramiko.AuthenticationException as exc:
         transport.close()
-        raise SshConnectionFailed(f"SSH login refused for user {username}") from None
+        if "timeout" in str(exc).lower():  # paramiko's "Authentication timeout.": slow, not refused
+            raise RequestTimeout("SSH connection timeout limit exceeded.") from None
+        raise LoginRefused(f"SSH login refused for user {username}") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
         if isinstance(exc, socket.timeout) or "timeout" in str(exc).lower():
