@@ -34,6 +34,7 @@ import process_supervisor as supervisor
 from gateway import render as gateway_render
 from services.common import mesh_pki, mesh_tls
 from services.common.config import REPO_ROOT, Config, load_config
+from services.storage import s3_server
 
 PYTHON = sys.executable
 ENVOY_BASE_ID = 41  # distinct from other Envoys a developer may run on this machine
@@ -71,11 +72,13 @@ def http_ok(url: str) -> bool:
 
 
 def processes(config: Config) -> list[Process]:
-    """What runs, in start order: identity provider, certificator, services, gateway."""
+    """What runs, in start order: identity provider, embedded S3 server, certificator, services, gateway."""
     procs = []
     if config.identity.embedded_provider:
         procs.append(Process("idp", [PYTHON, "-m", "services.idp"],
                              lambda: http_ok(config.identity.issuer + "/.well-known/openid-configuration")))
+    if (s3 := s3_server.configured(config)) is not None:  # storage's staging area (SeaweedFS)
+        procs.append(Process("s3", s3_server.argv(s3.embedded), lambda: s3_server.ready(s3.embedded)))
     for name, address in config.services.items():
         if not (REPO_ROOT / "services" / name / "__main__.py").exists():
             continue  # configured but not implemented yet
@@ -251,6 +254,8 @@ def up(config: Config) -> None:
         config.state(folder).mkdir(parents=True, exist_ok=True)
     ensure_supervisor(config)
     ensure_mesh_pki(config)
+    if (s3 := s3_server.configured(config)) is not None and s3_server.prepare(s3) and running_pid(config, "s3"):
+        stop(config, "s3")  # new keys or certificates: SeaweedFS reads them at start only
     if render_gateway(config):
         stop(config, "envoy")  # Envoy does not reload a changed bootstrap file by itself
     failed = []

@@ -34,7 +34,11 @@ local MAX_URL_BYTES = 16384
 -- The API's REST routes: { Lua pattern of the path, { METHOD = true, ... } }, from the google.api.http
 -- rules of the descriptor set.
 local REST_ROUTES = {
+  { "^/tasks/[^/]+/?$", { ["GET"] = true, ["DELETE"] = true } },
+  { "^/tasks/?$", { ["GET"] = true } },
+  { "^/tasks/[^/]+/events/?$", { ["GET"] = true } },
   { "^/compute/[^/]+/jobs/?$", { ["POST"] = true, ["GET"] = true } },
+  { "^/compute/[^/]+/jobs/async/?$", { ["POST"] = true } },
   { "^/compute/[^/]+/jobs/[^/]+/?$", { ["GET"] = true, ["DELETE"] = true } },
   { "^/compute/[^/]+/jobs/[^/]+/metadata/?$", { ["GET"] = true } },
   { "^/compute/[^/]+/jobs/[^/]+/attach/?$", { ["PUT"] = true } },
@@ -44,6 +48,13 @@ local REST_ROUTES = {
   { "^/status/[^/]+/reservations/?$", { ["GET"] = true } },
   { "^/status/[^/]+/userinfo/?$", { ["GET"] = true } },
   { "^/status/liveness/?$", { ["GET"] = true } },
+  { "^/filesystem/[^/]+/transfer/upload/?$", { ["POST"] = true } },
+  { "^/filesystem/[^/]+/transfer/download/?$", { ["POST"] = true } },
+  { "^/filesystem/[^/]+/transfer/mv/?$", { ["POST"] = true } },
+  { "^/filesystem/[^/]+/transfer/cp/?$", { ["POST"] = true } },
+  { "^/filesystem/[^/]+/transfer/rm/?$", { ["DELETE"] = true } },
+  { "^/filesystem/[^/]+/transfer/compress/?$", { ["POST"] = true } },
+  { "^/filesystem/[^/]+/transfer/extract/?$", { ["POST"] = true } },
   { "^/filesystem/[^/]+/ops/ls/?$", { ["GET"] = true } },
   { "^/filesystem/[^/]+/ops/head/?$", { ["GET"] = true } },
   { "^/filesystem/[^/]+/ops/tail/?$", { ["GET"] = true } },

@@ -1,0 +1,153 @@
+"""gRPC servicer of firecrest_mesh.storage.v1.StorageService (FirecREST v2 `/filesystem/.../transfer`).
+
+Thin: each handler validates the request's paths (`services.common.paths`, as the utilities service
+does), prepares the S3 staging when the route needs it (`staging`, on a worker thread), builds the
+job's script with its module in `jobs/`, submits it as the caller on the transfer partition through
+compute's `SlurmScheduler` (sbatch over SSH; an ambiguous submission is resolved by its marker), and
+answers v2's `transferJob` with 201 (200 for rm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat as stat_mode
+import uuid
+
+from firecrest_mesh.storage.v1 import storage_pb2, storage_pb2_grpc
+from services.common import paths
+from services.common.config import Config, SystemConfig
+from services.common.errors import BadRequest
+from services.common.identity import Caller
+from services.common.rpc import caller_and_system, created
+from services.common.ssh.pool import SshPool
+from services.common.ssh.runner import CommandRunner
+from services.compute.scheduler import Scheduler
+from services.compute.submissions import MARKER_PREFIX
+from services.slurm.client import SlurmClient
+from services.slurm.scheduler import SlurmScheduler
+from services.storage import settings as storage_settings
+from services.storage.jobs import file_ops, header, s3_egress, s3_ingress
+from services.storage.staging import S3Staging
+from services.storage.sweeper import Sweeper
+from services.utilities import errors as file_errors
+from services.utilities.commands import stat
+
+S3_METHOD = "s3"
+METHOD_NOT_AVAILABLE = "Requested transfer method is not available."
+
+
+def _method(directives) -> None:
+    """Only S3 staging is offered (FirecREST v2's 400 otherwise)."""
+    if directives.transfer_method != S3_METHOD:
+        raise BadRequest(METHOD_NOT_AVAILABLE)
+
+
+class StorageService(storage_pb2_grpc.StorageServiceServicer):
+    def __init__(self, config: Config, runner: CommandRunner, scheduler: Scheduler, staging: S3Staging):
+        self._config = config
+        self._runner = runner
+        self._scheduler = scheduler
+        self._staging = staging
+
+    def _source(self, request) -> tuple[Caller, SystemConfig, str]:
+        """The caller, the system and the validated source (`path`, else `source_path`)."""
+        who, system = caller_and_system(self._config, request.system_name)
+        return who, system, paths.validate(system, paths.first_path(request.path, request.source_path))
+
+    async def _submit(self, who: Caller, system: SystemConfig, name: str, account: str,
+                      body: str) -> storage_pb2.TransferJob:
+        """Submits the transfer job `body` as `who`; its `transferJob`."""
+        job = header.plan(system, who)
+        spec = header.job_spec(system, job, name, account, body)
+        job_id = await self._scheduler.submit(who, system, spec, MARKER_PREFIX + uuid.uuid4().hex)
+        return job.answer(job_id)
+
+    async def CreateUpload(self, request, context):
+        who, system, target = self._source(request)
+        _method(request.transfer_directives)
+        header.directives(system, request.account)  # a bad account fails before anything is staged
+        staged = await asyncio.to_thread(self._staging.start_upload, who.username, target,
+                                         request.transfer_directives.file_size)
+        body = s3_ingress.script(target, staged.head_url, staged.get_url,
+                                 self._staging.settings.url_lifetime_seconds)
+        job = await self._submit(who, system, "IngressFileTransfer", request.account, body)
+        await created(context)
+        return storage_pb2.CreateUploadResponse(
+            transfer_job=job,
+            transfer_directives=storage_pb2.UploadTransferDirectivesResponse(
+                transfer_method=S3_METHOD, parts_upload_urls=staged.part_urls,
+                complete_upload_url=staged.complete_url, max_part_size=self._staging.settings.max_part_size))
+
+    async def CreateDownload(self, request, context):
+        who, system, source = self._source(request)
+        _method(request.transfer_directives)
+        header.directives(system, request.account)
+        result = await self._runner.run(who, system, stat.command(source, dereference=True),
+                                        timeout=system.ssh.timeouts.command_execution,
+                                        error_for=file_errors.error_for)
+        info = stat.parse(result.stdout)
+        if stat_mode.S_ISDIR(info.mode):
+            raise BadRequest(f"The provided path ({source}) is a directory: only files can be downloaded.")
+        size = int(info.size)
+        staged = await asyncio.to_thread(self._staging.start_download, who.username, source, size)
+        body = s3_egress.script(source, self._staging.settings.max_part_size, staged.part_urls,
+                                staged.complete_url)
+        job = await self._submit(who, system, "OutgressFileTransfer", request.account, body)
+        await created(context)
+        return storage_pb2.CreateDownloadResponse(
+            transfer_job=job,
+            transfer_directives=storage_pb2.DownloadTransferDirectivesResponse(
+                transfer_method=S3_METHOD, download_url=staged.download_url))
+
+    async def MoveFiles(self, request, context):
+        who, system, source = self._source(request)
+        target = paths.validate(system, request.target_path, name="targetPath")
+        job = await self._submit(who, system, "MoveFiles", request.account, file_ops.move(source, target))
+        await created(context)
+        return storage_pb2.MoveFilesResponse(transfer_job=job)
+
+    async def CopyFiles(self, request, context):
+        who, system, source = self._source(request)
+        target = paths.validate(system, request.target_path, name="targetPath")
+        job = await self._submit(who, system, "CopyFiles", request.account,
+                                 file_ops.copy(source, target, request.dereference))
+        await created(context)
+        return storage_pb2.CopyFilesResponse(transfer_job=job)
+
+    async def DeleteFiles(self, request, context):
+        who, system = caller_and_system(self._config, request.system_name)
+        path = paths.validate(system, request.path)
+        job = await self._submit(who, system, "DeleteFiles", request.account, file_ops.delete(path))
+        return storage_pb2.DeleteFilesResponse(transfer_job=job)  # 200, as FirecREST v2
+
+    async def CompressFiles(self, request, context):
+        who, system, source = self._source(request)
+        target = paths.validate(system, request.target_path, name="targetPath")
+        body = file_ops.compress(source, target, request.match_pattern, request.dereference, request.compression)
+        job = await self._submit(who, system, "CompressFiles", request.account, body)
+        await created(context)
+        return storage_pb2.CompressFilesResponse(transfer_job=job)
+
+    async def ExtractArchive(self, request, context):
+        who, system, source = self._source(request)
+        target = paths.validate(system, request.target_path, name="targetPath")
+        body = file_ops.extract(source, target, request.compression)
+        job = await self._submit(who, system, "CompressFiles", request.account, body)  # v2's name (sic)
+        await created(context)
+        return storage_pb2.ExtractArchiveResponse(transfer_job=job)
+
+
+def register(server, config: Config):
+    s3 = storage_settings.load(config)
+    staging = S3Staging(s3, storage_settings.read_credentials(s3))
+    pool = SshPool.for_service(config, "storage")
+    runner = CommandRunner(pool)
+    storage_pb2_grpc.add_StorageServiceServicer_to_server(
+        StorageService(config, runner, SlurmScheduler(SlurmClient(runner)), staging), server)
+    sweeper = Sweeper(staging)
+    sweeper.start()
+
+    async def shutdown():
+        await sweeper.stop()
+        await pool.close()
+    return (shutdown,)
