@@ -7,6 +7,7 @@ overrides `state_dir`. A bad file fails fast with a `ConfigError` naming the off
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from services.common.gateway_policies import GatewayPolicies, PolicyError, parse_policies
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "local.yaml"
@@ -53,6 +56,8 @@ class GatewayConfig:
     # TLS for clients of the gateway: PEM certificate chain and key. None: plaintext (loopback).
     tls_certificate: Path | None = None
     tls_private_key: Path | None = None
+    # Rate limits, IP filtering, access control lists (services/common/gateway_policies.py).
+    policies: GatewayPolicies = GatewayPolicies()
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class IdpClient:
     client_id: str
     username: str
     client_secret: str | None  # None: generated into the state folder
+    # Extra claims of its tokens (e.g. {"groups": ["hpc"]}), for access control lists.
+    claims: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class TestUser:
     __test__ = False  # not a pytest class
     name: str
     accounts: tuple[str, ...]  # Slurm accounts, the default first
+    claims: tuple[tuple[str, Any], ...] = ()  # extra claims of its client's tokens (IdpClient.claims)
 
     @property
     def client_id(self) -> str:
@@ -266,7 +274,8 @@ def _parse_identity(data: dict) -> IdentityConfig:
             if not USERNAME_RE.match(username):
                 raise ConfigError(f"{cw}.username: not a valid Unix username: {username!r}")
             clients.append(IdpClient(_get(c, "client_id", cw, kind=str), username,
-                                     _get(c, "client_secret", cw, None, kind=str)))
+                                     _get(c, "client_secret", cw, None, kind=str),
+                                     _claims(_get(c, "claims", cw, {}, kind=dict), f"{cw}.claims")))
         embedded = EmbeddedProviderConfig(
             Address.parse(_get(ep, "listen", f"{w}.embedded_provider"), f"{w}.embedded_provider.listen"),
             _positive(_get(ep, "token_lifetime_seconds", f"{w}.embedded_provider", 300),
@@ -282,6 +291,23 @@ def _parse_identity(data: dict) -> IdentityConfig:
     )
 
 
+# Claims the embedded provider sets itself: extra claims may not replace them (nor the username
+# claim, which the provider writes last). `scope` may be set (the provider's own is empty).
+RESERVED_CLAIMS = {"iss", "aud", "sub", "exp", "iat", "nbf", "jti", "client_id"}
+
+
+def _claims(data: dict, key: str) -> tuple[tuple[str, Any], ...]:
+    """Extra token claims: names to strings, numbers, booleans or lists of strings."""
+    for name, value in data.items():
+        if not isinstance(name, str) or name in RESERVED_CLAIMS:
+            raise ConfigError(f"{key}.{name}: not a claim that can be set here")
+        ok = isinstance(value, (str, int, float, bool)) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value))
+        if not ok:
+            raise ConfigError(f"{key}.{name}: expected a string, number, boolean or list of strings")
+    return tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in data.items())
+
+
 def _parse_test_users(items: list) -> tuple[TestUser, ...]:
     users = []
     for i, u in enumerate(items):
@@ -295,7 +321,8 @@ def _parse_test_users(items: list) -> tuple[TestUser, ...]:
         for account in accounts:
             if not isinstance(account, str) or not SLURM_ACCOUNT_RE.match(account):
                 raise ConfigError(f"{w}.accounts: not a valid Slurm account name: {account!r}")
-        users.append(TestUser(name, tuple(dict.fromkeys(accounts))))
+        users.append(TestUser(name, tuple(dict.fromkeys(accounts)),
+                              _claims(_get(u, "claims", w, {}, kind=dict), f"{w}.claims")))
     if len({u.name for u in users}) != len(users):
         raise ConfigError("test_users: duplicate names")
     return tuple(users)
@@ -465,6 +492,11 @@ def parse_config(data: dict, path: Path) -> Config:
     by_name = {s.name: s for s in systems}
     if len(by_name) != len(systems):
         raise ConfigError("systems: duplicate system names")
+    try:
+        gateway = dataclasses.replace(gateway, policies=parse_policies(
+            gw, set(by_name), {name for name in services if name != "certificator"}))
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
     return Config(
         path=path,
         state_dir=state_dir,
@@ -492,8 +524,28 @@ def parse_config(data: dict, path: Path) -> Config:
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Reads and validates the configuration file (see module docstring for the lookup order)."""
     p = Path(path or os.environ.get("FIRECREST_MESH_CONFIG") or DEFAULT_CONFIG)
+    return parse_config(_read_yaml(p), p.resolve())
+
+
+def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The file's mapping; with `extends: OTHER` (relative to the file), OTHER's mapping with this file's
+    keys merged in (mappings merged key by key, anything else replaced): e.g. config/bench.yaml is
+    config/local.yaml with higher rate limits."""
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {p}: {exc}") from None
-    return parse_config(data or {}, p.resolve())
+    base = data.pop("extends", None) if isinstance(data, dict) else None
+    if base is None:
+        return data
+    other = (p.parent / str(base)).resolve()
+    if other in seen or other == p.resolve():
+        raise ConfigError(f"{p}: extends {base!r} in a loop")
+    return _merged(_read_yaml(other, (*seen, p.resolve())), data)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -28,6 +28,7 @@ class Client(ClientMixin):
     client_id: str
     username: str
     secret: str
+    claims: tuple = ()  # extra claims of its tokens: ((name, value), ...) (IdpClient.claims)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -55,12 +56,12 @@ def configured_clients(cfg: Config) -> list[IdpClient]:
         raise ValueError("identity.embedded_provider is not configured")
     listed = {c.client_id for c in provider.clients}
     return [*provider.clients,
-            *(IdpClient(u.client_id, u.name, None) for u in cfg.test_users if u.client_id not in listed)]
+            *(IdpClient(u.client_id, u.name, None, u.claims) for u in cfg.test_users if u.client_id not in listed)]
 
 
 def load_clients(cfg: Config) -> dict[str, Client]:
     """All configured clients by client_id; missing secrets are generated (see client_secrets)."""
-    return {c.client_id: Client(c.client_id, c.username, client_secret(cfg, c))
+    return {c.client_id: Client(c.client_id, c.username, client_secret(cfg, c), c.claims)
             for c in configured_clients(cfg)}
 
 

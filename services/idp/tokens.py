@@ -1,8 +1,10 @@
 """The access token generator: RFC 9068 JWT access tokens signed with the provider's RS256 key.
 
 Claims: iss, aud (the configured audience), sub and the configured username claim (the client's
-username), client_id, iat, exp (iat + token_lifetime_seconds), jti and scope (always empty). Header:
-alg RS256, typ at+jwt, kid of the signing key.
+username), client_id, iat, exp (iat + token_lifetime_seconds), jti and scope (empty), then the client's
+extra claims (`claims:` of its entry in the configuration, e.g. `groups` for the gateway's access
+control lists; they may set `scope`, never the others nor the username claim). Header: alg RS256,
+typ at+jwt, kid of the signing key.
 
 Authlib runs the OAuth2 side (client authentication, grant, the token response with `token_type`
 and `expires_in`); python-jose signs the JWT, the library the verifiers use too.
@@ -42,6 +44,7 @@ class TokenGenerator(BearerTokenGenerator):
             "exp": now + self._lifetime,
             "jti": secrets.token_urlsafe(12),  # 96 random bits, 16 characters
             "scope": scope,
-            self._identity.username_claim: client.username,
         }
+        claims.update((name, list(value) if isinstance(value, tuple) else value) for name, value in client.claims)
+        claims[self._identity.username_claim] = client.username  # last: no extra claim replaces it
         return self._key.sign(claims, typ=TOKEN_TYPE)
