@@ -206,6 +206,22 @@ def rest_routes(descriptor_set: Path) -> dict[str, list[str]]:
     return routes
 
 
+def log_routes(descriptor_set: Path) -> list[tuple[str, str, bool, list[str]]]:
+    """(Lua pattern, path template, names a system, HTTP methods) of every REST route of the API, for
+    the access log's `route` and `system` (the Lua filter records the first route whose pattern and
+    method match): the pattern captures the `{system_name}` segment when the template has one. Routes
+    with fewer variables first, as the transcoder prefers literal segments (`jobs/async` before
+    `jobs/{job_id}`)."""
+    found: dict[str, tuple[str, str, bool, list[str]]] = {}
+    for method, template in http_rules(descriptor_set):
+        marked = template.replace("{system_name}", "SYSTEMNAMESEGMENT")
+        pattern = template_pattern(marked).replace("SYSTEMNAMESEGMENT", "([^/]+)")
+        entry = found.setdefault(template, (pattern, template, marked != template, []))
+        if method not in entry[3]:
+            entry[3].append(method)
+    return sorted(found.values(), key=lambda route: route[1].count("{"))
+
+
 def _json_name(name: str) -> str:
     """protoc's default json_name: `num_lines` → `numLines`."""
     head, *rest = name.split("_")
@@ -356,7 +372,8 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
     env = _environment()
     lua = env.get_template(LUA_TEMPLATE).render(
         username_claim=idp.username_claim, error_type_header=ERROR_TYPE_HEADER, max_url_bytes=MAX_URL_BYTES,
-        rest_routes=rest_routes(descriptor_set), rest_field_names=rest_field_names(descriptor_set))
+        rest_routes=rest_routes(descriptor_set), log_routes=log_routes(descriptor_set),
+        rest_field_names=rest_field_names(descriptor_set))
     bootstrap = env.get_template(BOOTSTRAP_TEMPLATE).render(
         config_file=str(cfg.path), descriptor_set=str(descriptor_set),
         listen=gw.listen, admin=gw.admin, client_tls=client_tls_files(cfg),

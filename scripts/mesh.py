@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import process_supervisor as supervisor
 from gateway import render as gateway_render
+from monitoring import prometheus as prometheus_server
 from services.common import mesh_pki, mesh_tls
 from services.common.config import REPO_ROOT, Config, load_config
 from services.storage import s3_server
@@ -92,6 +93,9 @@ def processes(config: Config) -> list[Process]:
                                    "--file-flush-interval-msec", "1000",  # access log within 1 s
                                    "--log-level", "warn"],
                          lambda: http_ok(f"http://{gateway.listen}/status/liveness/")))
+    if config.metrics.prometheus:  # scrapes the exporters and Envoy (monitoring/prometheus.py)
+        procs.append(Process("prometheus", prometheus_server.argv(config),
+                             lambda: http_ok(f"http://{config.metrics.prometheus}/-/ready")))
     return procs
 
 
@@ -118,6 +122,20 @@ def render_gateway(config: Config) -> bool:
     inputs = hashlib.sha256(path.read_bytes() + gateway_render.DESCRIPTOR_SET.read_bytes()
                             + path.with_name("firecrest.lua").read_bytes()
                             + json.dumps(argv).encode()).hexdigest()
+    changed = not stamp.exists() or stamp.read_text() != inputs
+    stamp.write_text(inputs)
+    return changed
+
+
+def render_prometheus(config: Config) -> bool:
+    """Renders Prometheus' configuration; True when it, its rules or its command line differ from
+    what the running server loaded."""
+    if not config.metrics.prometheus:
+        return False
+    path = prometheus_server.render(config)
+    stamp = config.state("run", "prometheus.inputs")
+    inputs = hashlib.sha256(path.read_bytes() + prometheus_server.RULES.read_bytes()
+                            + json.dumps(prometheus_server.argv(config)).encode()).hexdigest()
     changed = not stamp.exists() or stamp.read_text() != inputs
     stamp.write_text(inputs)
     return changed
@@ -258,6 +276,8 @@ def up(config: Config) -> None:
         stop(config, "s3")  # new keys or certificates: SeaweedFS reads them at start only
     if render_gateway(config):
         stop(config, "envoy")  # Envoy does not reload a changed bootstrap file by itself
+    if render_prometheus(config):
+        stop(config, "prometheus")
     failed = []
     for proc in processes(config):  # in order, each healthy (or given up on) before the next starts
         before = supervised(config).get(proc.name, {})
@@ -275,6 +295,7 @@ def up(config: Config) -> None:
         raise SystemExit(f"not healthy: {', '.join(failed)} (see above)")
     gw = config.gateway.listen
     print(json.dumps({"gateway": f"http://{gw}", "admin": f"http://{config.gateway.admin}",
+                      **({"prometheus": f"http://{config.metrics.prometheus}"} if config.metrics.prometheus else {}),
                       "token_url": config.identity.token_url,
                       "systems": [s.name for s in config.systems]}))
 

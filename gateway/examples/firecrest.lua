@@ -80,6 +80,59 @@ local REST_FIELD_NAMES = {
   ["num_lines"] = "lines",
 }
 
+-- For the access log: each REST route's pattern (capturing the {system_name} segment when it has
+-- one), its path template, whether it names a system, and its methods. The first match is the route.
+local LOG_ROUTES = {
+  { "^/tasks/?$", "/tasks", false, { ["GET"] = true } },
+  { "^/status/systems/?$", "/status/systems", false, { ["GET"] = true } },
+  { "^/status/liveness/?$", "/status/liveness", false, { ["GET"] = true } },
+  { "^/tasks/[^/]+/?$", "/tasks/{task_id}", false, { ["GET"] = true, ["DELETE"] = true } },
+  { "^/tasks/[^/]+/events/?$", "/tasks/{task_id}/events", false, { ["GET"] = true } },
+  { "^/compute/([^/]+)/jobs/?$", "/compute/{system_name}/jobs", true, { ["POST"] = true, ["GET"] = true } },
+  { "^/compute/([^/]+)/jobs/async/?$", "/compute/{system_name}/jobs/async", true, { ["POST"] = true } },
+  { "^/status/([^/]+)/nodes/?$", "/status/{system_name}/nodes", true, { ["GET"] = true } },
+  { "^/status/([^/]+)/partitions/?$", "/status/{system_name}/partitions", true, { ["GET"] = true } },
+  { "^/status/([^/]+)/reservations/?$", "/status/{system_name}/reservations", true, { ["GET"] = true } },
+  { "^/status/([^/]+)/userinfo/?$", "/status/{system_name}/userinfo", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/transfer/upload/?$", "/filesystem/{system_name}/transfer/upload", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/transfer/download/?$", "/filesystem/{system_name}/transfer/download", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/transfer/mv/?$", "/filesystem/{system_name}/transfer/mv", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/transfer/cp/?$", "/filesystem/{system_name}/transfer/cp", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/transfer/rm/?$", "/filesystem/{system_name}/transfer/rm", true, { ["DELETE"] = true } },
+  { "^/filesystem/([^/]+)/transfer/compress/?$", "/filesystem/{system_name}/transfer/compress", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/transfer/extract/?$", "/filesystem/{system_name}/transfer/extract", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/ops/ls/?$", "/filesystem/{system_name}/ops/ls", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/head/?$", "/filesystem/{system_name}/ops/head", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/tail/?$", "/filesystem/{system_name}/ops/tail", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/view/?$", "/filesystem/{system_name}/ops/view", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/checksum/?$", "/filesystem/{system_name}/ops/checksum", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/file/?$", "/filesystem/{system_name}/ops/file", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/stat/?$", "/filesystem/{system_name}/ops/stat", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/chmod/?$", "/filesystem/{system_name}/ops/chmod", true, { ["PUT"] = true } },
+  { "^/filesystem/([^/]+)/ops/chown/?$", "/filesystem/{system_name}/ops/chown", true, { ["PUT"] = true } },
+  { "^/filesystem/([^/]+)/ops/mkdir/?$", "/filesystem/{system_name}/ops/mkdir", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/ops/symlink/?$", "/filesystem/{system_name}/ops/symlink", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/ops/rm/?$", "/filesystem/{system_name}/ops/rm", true, { ["DELETE"] = true } },
+  { "^/filesystem/([^/]+)/ops/download/?$", "/filesystem/{system_name}/ops/download", true, { ["GET"] = true } },
+  { "^/filesystem/([^/]+)/ops/upload/?$", "/filesystem/{system_name}/ops/upload", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/ops/compress/?$", "/filesystem/{system_name}/ops/compress", true, { ["POST"] = true } },
+  { "^/filesystem/([^/]+)/ops/extract/?$", "/filesystem/{system_name}/ops/extract", true, { ["POST"] = true } },
+  { "^/compute/([^/]+)/jobs/[^/]+/?$", "/compute/{system_name}/jobs/{job_id}", true, { ["GET"] = true, ["DELETE"] = true } },
+  { "^/compute/([^/]+)/jobs/[^/]+/metadata/?$", "/compute/{system_name}/jobs/{job_id}/metadata", true, { ["GET"] = true } },
+  { "^/compute/([^/]+)/jobs/[^/]+/attach/?$", "/compute/{system_name}/jobs/{job_id}/attach", true, { ["PUT"] = true } },
+}
+
+-- The REST route of `method` `path` and the system it names (lower case), or nil.
+local function log_route(method, path)
+  for _, route in ipairs(LOG_ROUTES) do
+    if route[4][method] then
+      local system = path:match(route[1])
+      if system then return route[2], route[3] and system:lower() or nil end
+    end
+  end
+  return nil
+end
+
 -- Headers that carry identity or gateway decisions: a client must never be able to send them.
 local RESERVED_PREFIXES = { "x-firecrest-", "x-jwt-", "x-auth-request-" }
 local RESERVED_NAMES = { ["x-http-code"] = true, ["x-remote-user"] = true, ["x-forwarded-user"] = true,
@@ -152,7 +205,13 @@ function envoy_on_request(handle)
   meta:set(LUA_NS, "method", method)
   meta:set(LUA_NS, "path", #path > 256 and path:sub(1, 256) .. "..." or path)
   local grpc = is_grpc(headers:get("content-type"))
-  if grpc then meta:set(LUA_NS, "grpc", true) end
+  if grpc then
+    meta:set(LUA_NS, "grpc", true)
+  else
+    local route, system = log_route(method, path)
+    if route then meta:set(LUA_NS, "route", route) end
+    if system then meta:set(LUA_NS, "system", system) end
+  end
   normalise_bearer(headers)
   -- No rewrite of `/status/liveness/`: the transcoder matches it to the `/status/liveness` binding.
 
