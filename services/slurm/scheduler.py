@@ -31,12 +31,18 @@ from services.compute.single_flight import SingleFlight
 from services.slurm import sacct, squeue
 from services.slurm.client import OutcomeUnknown, SlurmClient
 from services.slurm.errors import JOB_NOT_FOUND
-from services.slurm.retired_jobs import RetiredJobs
+from services.slurm.ended_jobs import EndedJobs
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to finish the RPC
 _ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
+_ACCOUNTING_NAME_BYTES = 255  # accounting cuts job names there; the controller's name is whole
 _UID_CACHE_SIZE = 4096  # uid → user name (or None: unknown) per system; uids are not re-used in practice
+LARGE_HISTORY_ROWS = 1000  # sacct rows turned into jobs on a worker thread beyond this (~20 ms of CPU)
+
+
+def _active(job: compute_pb2.Job) -> bool:
+    return job.status.state.split(" ")[0] in _ACTIVE_STATES
 
 
 def _ignore_outcome(task: asyncio.Future) -> None:
@@ -51,7 +57,7 @@ class SlurmScheduler(Scheduler):
         self._uid_names: dict[str, dict[int, str | None]] = {}
         self._flights = SingleFlight()
         self._generations: dict[tuple[str, str], int] = {}
-        self._retired = RetiredJobs()
+        self._ended = EndedJobs()
 
     # -- submit ----------------------------------------------------------------------------------
 
@@ -99,7 +105,10 @@ class SlurmScheduler(Scheduler):
                        job_id: str | None) -> list[SchedulerJob]:
         """Accounting records (sacct) as jobs, the uids that cancelled them named."""
         rows = await self._slurm.history(caller, system, query, job_id)
-        return sacct.jobs(rows, await self._user_names(caller, system, rows))
+        names = await self._user_names(caller, system, rows)
+        if len(rows) < LARGE_HISTORY_ROWS:
+            return sacct.jobs(rows, names)
+        return await asyncio.to_thread(sacct.jobs, rows, names)  # thousands of jobs: off the event loop
 
     async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
         """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
@@ -160,7 +169,7 @@ class SlurmScheduler(Scheduler):
                 return False
             if query.name and job.name != query.name:
                 return False
-            ended = job.status.state.split(" ")[0] not in _ACTIVE_STATES
+            ended = not _active(job)
             end = job.time.end.number_value if job.time.end.HasField("number_value") else None
             return not ended or end is None or end >= oldest
         return self._merge([j for j in history if wanted(j)], [j for j in queue if wanted(j)])
@@ -171,9 +180,9 @@ class SlurmScheduler(Scheduler):
     async def _get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
         """A job the controller still queues or runs: its answer (one squeue of that job, with its
         steps), no accounting. Otherwise (ended, or no longer held) accounting's record (sacct); a job
-        already seen purged from the controller goes straight to accounting (`RetiredJobs`)."""
-        if (system.name, job_id) in self._retired:
-            return await self._retired_job(caller, system, job_id)
+        accounting has already answered as ended goes straight to accounting (`EndedJobs`)."""
+        if (system.name, job_id) in self._ended:
+            return await self._ended_job(caller, system, job_id)
         # The job and its steps concurrently; a job that has ended does not wait for its steps.
         steps = asyncio.ensure_future(self._slurm.steps(caller, system, job_id=job_id))
         try:
@@ -195,19 +204,22 @@ class SlurmScheduler(Scheduler):
         jobs = self._merge(history, queued)
         if not jobs:
             raise NotFound(f"{JOB_NOT_FOUND}.")
-        if not queued and all(j.status.state.split(" ")[0] not in _ACTIVE_STATES for j in jobs):
-            self._retired.add(system.name, job_id)
+        if history and not any(_active(j.job) for j in history) and not any(_active(j.job) for j in queued) \
+                and all(len(j.job.name.encode()) < _ACCOUNTING_NAME_BYTES for j in history):
+            self._ended.add(system.name, job_id)
         return jobs
 
-    async def _retired_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
-        """A job the controller had already purged when it was last asked about: accounting alone."""
-        history = [j for j in await self._history(caller, system, None, job_id) if j.job.job_id == job_id]
-        jobs = self._merge(history, [])
-        if not jobs or any(j.status.state.split(" ")[0] in _ACTIVE_STATES for j in jobs):
-            # Not what was recorded (accounting lost it, or the id was reused): ask both again.
-            self._retired.discard(system.name, job_id)
+    async def _ended_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
+        """A job accounting has answered as ended before: accounting alone, unless its answer changed."""
+        try:
+            history = [j for j in await self._history(caller, system, None, job_id) if j.job.job_id == job_id]
+        except ApiError:
+            history = []
+        if not history or any(_active(j.job) for j in history):
+            # Not what was recorded (accounting failed or lost it, a requeue, a reused id): ask both.
+            self._ended.discard(system.name, job_id)
             return await self._get_job(caller, system, job_id)
-        return jobs
+        return self._merge(history, [])
 
     async def job_metadata(self, caller: Caller, system: SystemConfig, job_id: str) -> compute_pb2.JobMetadata:
         return await self._slurm.job_metadata(caller, system, job_id)

@@ -214,7 +214,7 @@ def test_an_ended_job_is_answered_by_sacct(system, fixed_delimiter):
         asyncio.run(SlurmScheduler(client(Pool(squeue=not_held, sacct=ok(b"")))).get_job(ALICE, system, "77"))
 
 
-def test_a_job_the_controller_has_purged_is_next_asked_of_accounting_alone(system, fixed_delimiter):
+def test_a_job_accounting_answered_as_ended_is_next_asked_of_accounting_alone(system, fixed_delimiter):
     not_held = CommandResult(1, b"", read("squeue_not_held.stderr.txt"))
     sacct_out = ok(read("sacct_parsable.txt").replace(b"|zpEGafCy|", SQ.encode()))
     pool = Pool(squeue=not_held, sacct=sacct_out, getent=ok(read("getent_passwd.txt")))
@@ -223,7 +223,7 @@ def test_a_job_the_controller_has_purged_is_next_asked_of_accounting_alone(syste
     pool.calls.clear()
     again = asyncio.run(slurm.get_job(ALICE, system, "12"))
     assert again == first and programs(pool) == ["sacct"]  # getent's answer is cached, squeue skipped
-    # Accounting no longer knows it (or the id is reused): both are asked again, and the job forgotten.
+    # Accounting no longer knows it (or a requeue, a reused id): both are asked again, the job forgotten.
     pool.answers["sacct"] = ok(b"")
     pool.calls.clear()
     with pytest.raises(NotFound):
@@ -235,8 +235,8 @@ def test_a_job_the_controller_has_purged_is_next_asked_of_accounting_alone(syste
     assert sorted(programs(pool)) == ["sacct", "squeue", "squeue --steps"]
 
 
-def test_a_held_job_is_never_recorded_as_purged(system, fixed_delimiter):
-    ended = ok(read("squeue_jobs_alice_all_states.txt"))  # 6266: COMPLETED, still held
+def test_an_ended_job_accounting_does_not_know_yet_is_not_recorded(system, fixed_delimiter):
+    ended = ok(read("squeue_jobs_alice_all_states.txt"))  # 6266: COMPLETED, still held; sacct lags
     pool = Pool(**{"--steps": ok(b""), "squeue": ended, "sacct": ok(b"")})
     slurm = SlurmScheduler(client(pool))
     asyncio.run(slurm.get_job(ALICE, system, "6266"))

@@ -1,10 +1,11 @@
-"""`RetiredJobs`: which jobs the controller no longer holds, so their queries skip `squeue`.
+"""`EndedJobs`: which jobs have ended, so that their later queries skip `squeue`.
 
 A job's query asks the controller first (squeue) and accounting (sacct) only when the job has ended.
-Once the controller has purged an ended job (after MinJobAge), the job can never come back to it:
-`scontrol requeue` works only on jobs the controller still holds. Asking squeue about it again is a
-wasted round trip (about 15 ms here) before the sacct that answers. `SlurmScheduler` records such jobs
-here and sends their later queries straight to accounting.
+An ended job stays ended: asking squeue about it again is a wasted round trip (about 15 ms here)
+before the sacct that answers. `SlurmScheduler` records a job here once accounting has answered it
+as ended, and sends its later queries straight to accounting. The one way back is an operator's
+`scontrol requeue` of an ended job the controller still holds: accounting then shows the job pending
+again (after its usual lag of a second or so), and the scheduler forgets the job and asks both.
 
 What is remembered is a fact about a job id, not an answer: every query still runs sacct as its
 caller. Entries are bounded in number and age, because job ids can be reused once the controller's
@@ -21,7 +22,7 @@ MAX_ENTRIES = 16384
 MAX_AGE_SECONDS = 3600.0
 
 
-class RetiredJobs:
+class EndedJobs:
     def __init__(self, max_entries: int = MAX_ENTRIES, max_age: float = MAX_AGE_SECONDS,
                  clock: Callable[[], float] = time.monotonic):
         self._entries: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -33,7 +34,7 @@ class RetiredJobs:
         return len(self._entries)
 
     def add(self, system: str, job_id: str) -> None:
-        """Records that the controller of `system` no longer holds the ended job `job_id`."""
+        """Records that the job `job_id` of `system` has ended."""
         key = (system, job_id)
         self._entries[key] = self._clock()
         self._entries.move_to_end(key)
