@@ -40,6 +40,7 @@ from google.protobuf import descriptor_pb2
 if __package__ in (None, ""):  # run as a script: python gateway/render.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway import policies as gateway_policies  # noqa: E402
 from services.common import mesh_pki  # noqa: E402
 from services.common.config import REPO_ROOT, Address, Config, ConfigError, load_config  # noqa: E402
 from services.common.health_listener import health_address  # noqa: E402
@@ -370,12 +371,16 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
     if "status" in routed:  # the status service serves reflection for the whole API
         routes.append({"prefix": "/grpc.reflection.", "cluster": "status"})
     env = _environment()
+    # Rate limits, IP filter, access control lists (gateway/policies.py).
+    policies = gateway_policies.template_values(gw.policies, idp.username_claim, _api_files(descriptor_set),
+                                                set(routed))
     lua = env.get_template(LUA_TEMPLATE).render(
         username_claim=idp.username_claim, error_type_header=ERROR_TYPE_HEADER, max_url_bytes=MAX_URL_BYTES,
         rest_routes=rest_routes(descriptor_set), log_routes=log_routes(descriptor_set),
-        rest_field_names=rest_field_names(descriptor_set))
+        rest_field_names=rest_field_names(descriptor_set),
+        policies=policies)
     bootstrap = env.get_template(BOOTSTRAP_TEMPLATE).render(
-        config_file=str(cfg.path), descriptor_set=str(descriptor_set),
+        config_file=str(cfg.path), descriptor_set=str(descriptor_set), policies=policies,
         listen=gw.listen, admin=gw.admin, client_tls=client_tls_files(cfg),
         max_request_headers_kb=MAX_REQUEST_HEADERS_KB, max_url_bytes=MAX_URL_BYTES,
         user_metadata=f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{idp.username_claim})%",

@@ -133,6 +133,7 @@ local function log_route(method, path)
   return nil
 end
 
+
 -- Headers that carry identity or gateway decisions: a client must never be able to send them.
 local RESERVED_PREFIXES = { "x-firecrest-", "x-jwt-", "x-auth-request-" }
 local RESERVED_NAMES = { ["x-http-code"] = true, ["x-remote-user"] = true, ["x-forwarded-user"] = true,

@@ -68,8 +68,11 @@ def test_envoy_accepts_the_config(rendered):
 
 def test_filters_in_request_order(bootstrap):
     names = [f["name"] for f in _hcm(bootstrap)["http_filters"]]
+    # The embedded default's policies: a rate limit (submissions), no IP filter, no access control list
+    # (tests/unit/test_gateway_policies.py renders them all).
     assert names == ["envoy.filters.http.lua", "envoy.filters.http.jwt_authn",
-                     "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.router"]
+                     "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.local_ratelimit",
+                     "envoy.filters.http.router"]
     lua = Path(_filter(bootstrap, "envoy.filters.http.lua")["default_source_code"]["filename"])
     assert lua.is_file()
     claim = load_config(CONFIG).identity.username_claim
