@@ -15,6 +15,7 @@ from firecrest_mesh.status.v1 import status_pb2
 from services.common.config import SystemConfig
 from services.common.errors import ApiError, InternalError, RequestTimeout, SshConnectionFailed
 from services.common.identity import Caller
+from services.common.offload import parsed
 from services.common.ssh.command import CommandResult
 from services.common.ssh.runner import CommandRunner, FailureTest, exited_non_zero
 from services.compute.scheduler import JobQuery, JobSpec, SchedulerJob
@@ -100,7 +101,7 @@ class SlurmClient:
         `--json` of 22.05 ignores filters)."""
         delimiter = delimited.new_delimiter()
         argv = squeue.command(delimiter, user=user, job_id=job_id, all_states=all_states)
-        return squeue.parse(await self._squeue(caller, system, argv, job_id), delimiter)
+        return await parsed(squeue.parse, await self._squeue(caller, system, argv, job_id), delimiter)
 
     async def steps(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
                     job_id: str | None = None) -> dict[str, list]:
@@ -108,7 +109,7 @@ class SlurmClient:
         (`squeue.attach_steps` gives them to their jobs)."""
         delimiter = delimited.new_delimiter()
         argv = squeue.steps_command(delimiter, user=user, job_id=job_id)
-        return squeue.parse_steps(await self._squeue(caller, system, argv, job_id), delimiter)
+        return await parsed(squeue.parse_steps, await self._squeue(caller, system, argv, job_id), delimiter)
 
     async def held_jobs(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
                         job_id: str | None = None, all_states: bool = False) -> list[SchedulerJob]:
@@ -132,7 +133,7 @@ class SlurmClient:
         """Accounting records (sacct) of the query's jobs or of one job, steps included."""
         delimiter = delimited.new_delimiter()
         result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True)
-        return sacct.parse(result.text(), delimiter)
+        return await parsed(sacct.parse, result.text(), delimiter)
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:
         """uid → name of those of `uids` the system knows; None when the look-up itself failed."""

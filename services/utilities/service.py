@@ -12,6 +12,7 @@ from firecrest_mesh.utilities.v1 import utilities_pb2, utilities_pb2_grpc
 from google.api import httpbody_pb2
 from services.common import paths
 from services.common.config import Config, SystemConfig
+from services.common.offload import parsed
 from services.common.identity import Caller
 from services.common.rpc import caller_and_system, created, no_content
 from services.common.ssh.command import CommandResult
@@ -54,7 +55,8 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
         result = await self._run(who, system, *ls.command(path, show_hidden=request.show_hidden,
                                                          recursive=request.recursive,
                                                          dereference=request.dereference), read=True)
-        return utilities_pb2.ListFilesResponse(output=ls.parse(result.stdout, path, request.numeric_uid))
+        entries = await parsed(ls.parse, result.stdout, path, request.numeric_uid)  # large: off the loop
+        return utilities_pb2.ListFilesResponse(output=entries)
 
     async def HeadFile(self, request, context):
         who, system, path = self._target(request)
