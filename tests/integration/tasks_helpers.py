@@ -4,6 +4,7 @@ events with a plain HTTP client, ask accounting (sacct) directly."""
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 
 import httpx
@@ -41,3 +42,18 @@ def sacct_state(job_id: str) -> str:
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True,
                          text=True, check=True).stdout
     return out.strip().splitlines()[0] if out.strip() else ""
+
+
+def watch_to_end(client: httpx.Client, task_id: str, attempts: int = 20) -> dict:
+    """The task's final state, watching again after a dropped stream (a gateway or service restart),
+    as an EventSource reconnects: each new watch starts with the current state."""
+    for attempt in range(attempts):
+        try:
+            seen = events(client, task_id)
+            if seen and seen[-1]["state"] in FINAL:
+                return seen[-1]
+        except (httpx.TransportError, AssertionError):
+            if attempt == attempts - 1:
+                raise
+        time.sleep(1)
+    raise AssertionError(f"task {task_id} did not end")

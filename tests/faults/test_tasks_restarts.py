@@ -1,0 +1,33 @@
+"""A task survives restarts: the tasks service, and separately the compute service (where the job
+follower lives), are stopped while the task's job runs and started again; the task still reaches
+SUCCEEDED with its job's exit code and stays readable. Real processes, stopped and started with the
+launcher (`mesh.py stop NAME` / `up`), like the other fault tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.common.config import REPO_ROOT
+from tests.integration.tasks_helpers import FINAL, events, submit_async, watch_to_end
+
+
+def mesh(*args: str) -> None:
+    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "mesh.py"), *args], cwd=REPO_ROOT, check=True,
+                   capture_output=True)
+
+
+@pytest.mark.parametrize("service", ["tasks", "compute"])
+def test_task_completes_across_a_restart(api, config, service):
+    alice = api("alice")
+    task = submit_async(alice, config.systems[0].name, "#!/bin/bash\nsleep 20\nexit 0\n")
+    running = events(alice, task["id"], until=lambda t: t["state"] == "RUNNING" or t["state"] in FINAL)[-1]
+    assert running["state"] == "RUNNING", running
+    mesh("stop", service)  # the job goes on running in Slurm meanwhile
+    mesh("up")
+    last = watch_to_end(alice, task["id"])  # a new watch: the current state first, then to the end
+    assert last["state"] == "SUCCEEDED" and last["result"]["exitCode"] == 0
+    assert last["result"]["jobId"] == running["result"]["jobId"]
+    assert alice.get(f"/tasks/{task['id']}").json()["state"] == "SUCCEEDED"
