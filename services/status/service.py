@@ -2,7 +2,8 @@
 
 Thin: the configured systems with their latest health (`health.HealthChecker`), and the scheduler's
 view of a system (nodes, partitions, reservations, userinfo) through `services.slurm`'s `SlurmClient`,
-as the verified caller.
+as the verified caller; the mesh's own components with their latest availability check
+(`components.ComponentChecker`, `GET /status/services`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from services.common.config import Config, SystemConfig
 from services.common.ssh.pool import SshPool
 from services.common.ssh.runner import CommandRunner
 from services.slurm.client import SlurmClient
+from services.status.components import ComponentChecker
 from services.status.health import HealthChecker
 
 
@@ -49,10 +51,12 @@ def system_view(system: SystemConfig, config: Config, health) -> status_pb2.Syst
 
 
 class StatusService(status_pb2_grpc.StatusServiceServicer):
-    def __init__(self, config: Config, slurm: SlurmClient, health: HealthChecker):
+    def __init__(self, config: Config, slurm: SlurmClient, health: HealthChecker,
+                 components: ComponentChecker | None = None):
         self._config = config
         self._slurm = slurm
         self._health = health
+        self._components = components
 
     async def ListSystems(self, request, context):
         rpc.caller()  # any authenticated user may list systems
@@ -76,6 +80,12 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
         who, system = rpc.caller_and_system(self._config, request.system_name)
         return await self._slurm.userinfo(who, system)
 
+    async def ListServices(self, request, context):
+        rpc.caller()  # any authenticated user, like ListSystems
+        entries = self._components.results() if self._components is not None else []
+        return status_pb2.ListServicesResponse(
+            services=entries, interval_check=self._config.health.components_interval_seconds)
+
     async def GetLiveness(self, request, context):
         runs = {name: h.finished_at for name, h in self._health.results.items() if h.finished_at}
         checked = [h.finished_monotonic for h in self._health.results.values() if h.finished_monotonic]
@@ -86,12 +96,15 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
 def register(server, config: Config):
     pool = SshPool.for_service(config, "status")
     health = HealthChecker(config, pool)
+    components = ComponentChecker(config)  # GET /status/services
     status_pb2_grpc.add_StatusServiceServicer_to_server(
-        StatusService(config, SlurmClient(CommandRunner(pool)), health), server)
+        StatusService(config, SlurmClient(CommandRunner(pool)), health, components), server)
     reflection.enable(server)  # the gateway routes /grpc.reflection.* here, for the whole API
     health.start()
+    components.start()
 
     async def shutdown():
+        await components.stop()
         await health.stop()
         await pool.close()
     return (shutdown,)

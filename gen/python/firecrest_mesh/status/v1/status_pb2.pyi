@@ -270,6 +270,34 @@ class SchedulerAccount(_message.Message):
     default: bool
     def __init__(self, name: _Optional[str] = ..., default: _Optional[bool] = ...) -> None: ...
 
+class ListServicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services", "interval_check")
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_CHECK_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
+    interval_check: int
+    def __init__(self, services: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., interval_check: _Optional[int] = ...) -> None: ...
+
+class ComponentHealth(_message.Message):
+    __slots__ = ("name", "kind", "healthy", "last_checked", "message", "latency")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    healthy: bool
+    last_checked: str
+    message: str
+    latency: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_checked: _Optional[str] = ..., message: _Optional[str] = ..., latency: _Optional[float] = ...) -> None: ...
+
 class GetLivenessRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

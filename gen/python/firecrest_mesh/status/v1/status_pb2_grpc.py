@@ -60,6 +60,11 @@ class StatusServiceStub:
                 request_serializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetUserInfoRequest.SerializeToString,
                 response_deserializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetUserInfoResponse.FromString,
                 _registered_method=True)
+        self.ListServices = channel.unary_unary(
+                '/firecrest_mesh.status.v1.StatusService/ListServices',
+                request_serializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.ListServicesRequest.SerializeToString,
+                response_deserializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.ListServicesResponse.FromString,
+                _registered_method=True)
         self.GetLiveness = channel.unary_unary(
                 '/firecrest_mesh.status.v1.StatusService/GetLiveness',
                 request_serializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetLivenessRequest.SerializeToString,
@@ -107,6 +112,17 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListServices(self, request, context):
+        """Lists every component of the mesh (the gateway, the identity provider, the certificator, each
+        microservice and any object store configured) with its health as last checked. The status service
+        checks them every `health.components_interval_seconds` (10 s by default), so a component that
+        stopped shows unhealthy within that interval. Any authenticated user may call it. Before the first
+        round of checks ends, a component is listed unhealthy without `last_checked`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLiveness(self, request, context):
         """Public liveness: when each system's health was last checked. Needs no token.
         The canonical REST URL is `/status/liveness/` (with the slash, as in FirecREST v2); the gateway
@@ -143,6 +159,11 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     servicer.GetUserInfo,
                     request_deserializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetUserInfoRequest.FromString,
                     response_serializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetUserInfoResponse.SerializeToString,
+            ),
+            'ListServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServices,
+                    request_deserializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.ListServicesRequest.FromString,
+                    response_serializer=firecrest__mesh_dot_status_dot_v1_dot_status__pb2.ListServicesResponse.SerializeToString,
             ),
             'GetLiveness': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLiveness,
@@ -286,6 +307,33 @@ class StatusService:
             '/firecrest_mesh.status.v1.StatusService/GetUserInfo',
             firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetUserInfoRequest.SerializeToString,
             firecrest__mesh_dot_status_dot_v1_dot_status__pb2.GetUserInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firecrest_mesh.status.v1.StatusService/ListServices',
+            firecrest__mesh_dot_status_dot_v1_dot_status__pb2.ListServicesRequest.SerializeToString,
+            firecrest__mesh_dot_status_dot_v1_dot_status__pb2.ListServicesResponse.FromString,
             options,
             channel_credentials,
             insecure,
