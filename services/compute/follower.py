@@ -1,5 +1,6 @@
 """Asynchronous jobs: the submission behind `POST /compute/{system}/jobs/async` and the `JobFollower`
-that records each job's progress in its task until it ends.
+that records each job's progress in its task until it ends (tasks of kind "job", and the storage
+service's "transfer" tasks, whose killed job makes the task FAILED rather than CANCELLED).
 
 Why here, in compute, and not in the tasks service: following a job means asking the scheduler, and
 the scheduler (Slurm over SSH, its parsers, the certificator, the SSH pool) is compute's; the tasks
@@ -41,6 +42,8 @@ from services.slurm.client import SlurmClient
 
 log = logging.getLogger(__name__)
 JOB_KIND = "job"
+TRANSFER_KIND = "transfer"  # the storage service's transfer jobs, followed the same way
+FOLLOWED_KINDS = (JOB_KIND, TRANSFER_KIND)
 ORPHAN_GRACE_SECONDS = 120  # longer than any sbatch of a live submission (scheduler timeout + settling)
 UPDATE_RETRY_SECONDS = 60  # how long a submission retries recording its job id while tasks restarts
 TOKEN_MARGIN_SECONDS = 60
@@ -68,6 +71,9 @@ def progress(task: tasks_pb2.Task, job_id: str, scheduler_state: str,
              exit_code: int | None) -> tasks_pb2.UpdateTaskRequest | None:
     """The update that records the job's state in its task; None when the task says so already."""
     state = task_state(scheduler_state, exit_code)
+    if task.kind == TRANSFER_KIND and state == "CANCELLED":
+        state = "FAILED"  # a transfer whose job was killed did not happen; cancelling the task itself
+        #                   ends it CANCELLED before the job's end is recorded (final states stay)
     unchanged = (task.state == state and task.result.scheduler_state == scheduler_state
                  and task.result.HasField("exit_code") == (exit_code is not None)
                  and (exit_code is None or task.result.exit_code == exit_code))
@@ -177,7 +183,9 @@ class JobFollower:
         """One round: one scheduler query per (owner, system) with unfinished job tasks. Returns the
         number of queries made."""
         groups: dict[tuple[str, str], list[tasks_pb2.Task]] = {}
-        for task in await self._records.active(JOB_KIND):
+        for task in await self._records.active(""):
+            if task.kind not in FOLLOWED_KINDS:
+                continue
             groups.setdefault((task.owner, task.system), []).append(task)
         if not groups:
             return 0

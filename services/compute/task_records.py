@@ -1,6 +1,7 @@
-"""Compute's client of the tasks service's internal TaskRecordsService (mutual TLS as `compute`; no
-user token: the tasks service admits the mesh's services by certificate). Used by the asynchronous
-submission (create the task, record the job id) and by the `JobFollower` (resume, record progress).
+"""A service's client of the tasks service's internal TaskRecordsService (mutual TLS as that service,
+`compute` by default; no user token: the tasks service admits the mesh's services by certificate).
+Used by compute's asynchronous submission (create the task, record the job id), by the `JobFollower`
+(resume, record progress) and by the storage service (a task per transfer job).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ class TaskEnded(Exception):
 
 
 class TaskRecords:
-    def __init__(self, config: Config):
-        self._stub = tasks_pb2_grpc.TaskRecordsServiceStub(mesh_tls.aio_channel(config, "compute", "tasks"))
+    def __init__(self, config: Config, component: str = "compute"):
+        self._stub = tasks_pb2_grpc.TaskRecordsServiceStub(mesh_tls.aio_channel(config, component, "tasks"))
 
     async def create(self, owner: str, system: str, kind: str, message: str) -> tasks_pb2.Task:
         try:

@@ -4,25 +4,32 @@ Thin: each handler validates the request's paths (`services.common.paths`, as th
 does), prepares the S3 staging when the route needs it (`staging`, on a worker thread), builds the
 job's script with its module in `jobs/`, submits it as the caller on the transfer partition through
 compute's `SlurmScheduler` (sbatch over SSH; an ambiguous submission is resolved by its marker), and
-answers v2's `transferJob` with 201 (200 for rm).
+answers v2's `transferJob` with 201 (200 for rm). Each job gets a task of kind "transfer" (tasks
+service), which compute's `JobFollower` follows to the job's end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import stat as stat_mode
 import uuid
 
+import grpc
+
 from firecrest_mesh.storage.v1 import storage_pb2, storage_pb2_grpc
+from firecrest_mesh.tasks.v1 import tasks_pb2
 from services.common import paths
 from services.common.config import Config, SystemConfig
-from services.common.errors import BadRequest
+from services.common.errors import ApiError, BadRequest
 from services.common.identity import Caller
 from services.common.rpc import caller_and_system, created
 from services.common.ssh.pool import SshPool
 from services.common.ssh.runner import CommandRunner
+from services.compute.follower import TRANSFER_KIND, marker_for_task
 from services.compute.scheduler import Scheduler
 from services.compute.submissions import MARKER_PREFIX
+from services.compute.task_records import TaskEnded, TaskRecords
 from services.slurm.client import SlurmClient
 from services.slurm.scheduler import SlurmScheduler
 from services.storage import settings as storage_settings
@@ -32,6 +39,7 @@ from services.storage.sweeper import Sweeper
 from services.utilities import errors as file_errors
 from services.utilities.commands import stat
 
+log = logging.getLogger(__name__)
 S3_METHOD = "s3"
 METHOD_NOT_AVAILABLE = "Requested transfer method is not available."
 
@@ -43,11 +51,13 @@ def _method(directives) -> None:
 
 
 class StorageService(storage_pb2_grpc.StorageServiceServicer):
-    def __init__(self, config: Config, runner: CommandRunner, scheduler: Scheduler, staging: S3Staging):
+    def __init__(self, config: Config, runner: CommandRunner, scheduler: Scheduler, staging: S3Staging,
+                 tasks: TaskRecords | None):
         self._config = config
         self._runner = runner
         self._scheduler = scheduler
         self._staging = staging
+        self._tasks = tasks
 
     def _source(self, request) -> tuple[Caller, SystemConfig, str]:
         """The caller, the system and the validated source (`path`, else `source_path`)."""
@@ -56,11 +66,44 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
 
     async def _submit(self, who: Caller, system: SystemConfig, name: str, account: str,
                       body: str) -> storage_pb2.TransferJob:
-        """Submits the transfer job `body` as `who`; its `transferJob`."""
+        """Submits the transfer job `body` as `who` with a task that follows it (compute's
+        `JobFollower` records the job's end in it); its `transferJob`."""
         job = header.plan(system, who)
         spec = header.job_spec(system, job, name, account, body)
-        job_id = await self._scheduler.submit(who, system, spec, MARKER_PREFIX + uuid.uuid4().hex)
-        return job.answer(job_id)
+        task = await self._create_task(who, system, name)
+        marker = marker_for_task(task.id) if task else MARKER_PREFIX + uuid.uuid4().hex
+        try:
+            job_id = await self._scheduler.submit(who, system, spec, marker)
+        except ApiError as exc:
+            await self._record(task, state="FAILED", message="The scheduler refused the job",
+                               error=tasks_pb2.TaskError(code=exc.http_status, message=exc.message))
+            raise
+        await self._record(task, message=f"Submitted as job {job_id}",
+                           result=tasks_pb2.TaskResult(job_id=job_id, scheduler_state="PENDING"))
+        answer = job.answer(job_id)
+        answer.task_id = task.id if task else ""
+        return answer
+
+    async def _create_task(self, who: Caller, system: SystemConfig, name: str) -> tasks_pb2.Task | None:
+        """A QUEUED "transfer" task of `who`; None when the tasks service is unavailable (the transfer
+        goes ahead without one: FirecREST v2's clients do not know tasks)."""
+        if self._tasks is None:
+            return None
+        try:
+            return await self._tasks.create(who.username, system.name, TRANSFER_KIND, f"{name} job submitted")
+        except ApiError as exc:
+            log.warning("transfer without a task: %s", exc.message)
+            return None
+
+    async def _record(self, task: tasks_pb2.Task | None, **fields) -> None:
+        """Records `fields` in the transfer's task, if it has one; the transfer stands either way."""
+        if task is None:
+            return
+        try:
+            await self._tasks.update(tasks_pb2.UpdateTaskRequest(task_id=task.id, **fields))
+        except (TaskEnded, grpc.aio.AioRpcError) as exc:
+            log.warning("transfer task not updated: %s", type(exc).__name__,
+                        extra={"fields": {"task": task.id}})
 
     async def CreateUpload(self, request, context):
         who, system, target = self._source(request)
@@ -143,7 +186,8 @@ def register(server, config: Config):
     pool = SshPool.for_service(config, "storage")
     runner = CommandRunner(pool)
     storage_pb2_grpc.add_StorageServiceServicer_to_server(
-        StorageService(config, runner, SlurmScheduler(SlurmClient(runner)), staging), server)
+        StorageService(config, runner, SlurmScheduler(SlurmClient(runner)), staging,
+                       TaskRecords(config, "storage") if "tasks" in config.services else None), server)
     sweeper = Sweeper(staging)
     sweeper.start()
 

@@ -16,16 +16,18 @@ class TransferJobLogs(_message.Message):
     def __init__(self, output_log: _Optional[str] = ..., error_log: _Optional[str] = ...) -> None: ...
 
 class TransferJob(_message.Message):
-    __slots__ = ("job_id", "system", "working_directory", "logs")
+    __slots__ = ("job_id", "system", "working_directory", "logs", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     system: str
     working_directory: str
     logs: TransferJobLogs
-    def __init__(self, job_id: _Optional[str] = ..., system: _Optional[str] = ..., working_directory: _Optional[str] = ..., logs: _Optional[_Union[TransferJobLogs, _Mapping]] = ...) -> None: ...
+    task_id: str
+    def __init__(self, job_id: _Optional[str] = ..., system: _Optional[str] = ..., working_directory: _Optional[str] = ..., logs: _Optional[_Union[TransferJobLogs, _Mapping]] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class UploadTransferDirectives(_message.Message):
     __slots__ = ("transfer_method", "file_size")
