@@ -4,7 +4,8 @@
 #   make down   stop everything (state stays in state/)
 #   make test   make up, then every test (unit, integration through the gateway, conformance) in
 #               parallel workers, then the fault tests alone (scripts/test.sh)
-#   make gen    regenerate gen/ from protos/ (and the gateway example, whose routes come from them)
+#   make gen    regenerate gen/ from protos/ (and docs/openapi.json, the route table and the gateway
+#               example, which come from them)
 #   make gateway-example   rewrite gateway/examples/ (config/local.yaml rendered; a test checks it)
 #   make lint   buf lint
 #   make bench  benchmarks (bench/), tables printed and saved in bench/results/
@@ -18,6 +19,7 @@ install:
 
 gen: install
 	bash scripts/gen.sh
+	$(PY) -m gateway.openapi
 	$(PY) -m gateway.render --example
 	$(PY) scripts/routes.py
 

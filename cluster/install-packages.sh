@@ -10,6 +10,7 @@ PACKAGES=(
   openssh-server openssh-client     # sshd for the users, ssh-keygen/ssh-keyscan
   procps util-linux                 # ps/pgrep for debugging; runuser/flock used by up.sh/down.sh
   wrk                               # HTTP load generator of bench/zero_trust.py
+  chromium                          # headless browser of the /docs test (tests/integration/test_openapi_gateway.py)
   prometheus                        # scrapes the services' and Envoy's metrics (make up; promtool checks its rules)
   redis-server                      # the tasks store for several replicas (tests start their own)
 )

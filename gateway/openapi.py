@@ -96,20 +96,21 @@ class Document:
         self._shape_error_body()
         for f in sorted(self.api_files, key=lambda f: f.package):
             tag = API_PACKAGE.match(f.package).group(1)
-            described = self.comments.get(f.name, (SYNTAX,))
+            described, served = self.comments.get(f.name, (SYNTAX,)), False
             for s_index, service in enumerate(f.service):
                 methods = [(m_index, method) for m_index, method in enumerate(service.method)
                            if method.options.HasExtension(annotations_pb2.http)]
                 if not methods:
                     continue  # an internal service of the package (e.g. TaskRecordsService)
                 described = described or self.comments.get(f.name, (SERVICE, s_index))
+                served = True
                 for m_index, method in methods:
                     comment = self.comments.get(f.name, (SERVICE, s_index, SERVICE_METHOD, m_index))
                     grpc_path = f"/{f.package}.{service.name}/{method.name}"
                     top = method.options.Extensions[annotations_pb2.http]
                     for binding, rule in enumerate((top, *top.additional_bindings)):
                         self._add(tag, grpc_path, method, rule, comment, binding)
-            if tag not in {t["name"] for t in self.tags}:
+            if served and tag not in {t["name"] for t in self.tags}:
                 self.tags.append({"name": tag, "description": described})
         return {
             "openapi": OPENAPI_VERSION,

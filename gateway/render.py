@@ -23,6 +23,7 @@ The launcher (scripts/mesh.py) calls `render()`. Tests render into a temporary f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import ipaddress
 import json
 import math
@@ -33,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
+import swagger_ui_bundle
 import yaml
 from google.api import annotations_pb2  # registers the google.api.http option for parsing
 from google.protobuf import descriptor_pb2
@@ -60,6 +62,14 @@ INTERNAL_API_SERVICES = {"firecrest_mesh.tasks.v1.TaskRecordsService"}
 HTTP_BODY = ".google.api.HttpBody"
 LIVENESS_REST_PATHS = ("/status/liveness", "/status/liveness/")
 LIVENESS_GRPC_PATH = "/firecrest_mesh.status.v1.StatusService/GetLiveness"
+# The API's description, public like liveness and served by Envoy itself from files (direct_response:
+# no process to run, read once when Envoy loads its configuration): the OpenAPI document
+# (gateway/openapi.py, `make gen`) at /openapi.json, and Swagger UI at /docs (PyPI swagger-ui-bundle's
+# files and gateway/docs/). GET and HEAD only; anything else there is the catch-all 404.
+OPENAPI_DOCUMENT = REPO_ROOT / "docs" / "openapi.json"
+DOCS_DIR = GATEWAY_DIR / "docs"
+# Envoy's limit on a direct response's body (default 4 KiB); Swagger UI's bundle is ~1 MiB.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 JWT_PROVIDER = "identity_provider"
 IDP_CLUSTER = "identity_provider"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's: trust for an HTTPS identity provider
@@ -327,6 +337,44 @@ def route_timeout(cfg: Config) -> int:
     return math.ceil((slowest + ROUTE_MARGIN_SECONDS) / 10) * 10
 
 
+# --- The API's description (/openapi.json, /docs) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page:
+    """A public file the gateway answers a GET with: its path, the file and its content type."""
+    path: str
+    file: Path
+    content_type: str
+
+
+def docs_pages(document: Path = OPENAPI_DOCUMENT) -> list[Page]:
+    """The OpenAPI document and Swagger UI (its page, initializer, the bundle's script, style and icon)."""
+    ui = Path(swagger_ui_bundle.swagger_ui_path)
+    html, js, css = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
+    pages = [Page("/openapi.json", Path(document), "application/json"),
+             Page("/docs", DOCS_DIR / "index.html", html),
+             Page("/docs/", DOCS_DIR / "index.html", html),
+             Page("/docs/swagger-initializer.js", DOCS_DIR / "swagger-initializer.js", js),
+             Page("/docs/swagger-ui-bundle.js", ui / "swagger-ui-bundle.js", js),
+             Page("/docs/swagger-ui.css", ui / "swagger-ui.css", css),
+             Page("/docs/favicon-32x32.png", ui / "favicon-32x32.png", "image/png")]
+    for page in pages:
+        if not page.file.is_file():
+            raise ConfigError(f"{page.path}: {page.file} is missing (run `make gen` / `make install`)")
+        if page.file.stat().st_size > MAX_PAGE_BYTES:
+            raise ConfigError(f"{page.path}: {page.file} is larger than {MAX_PAGE_BYTES} bytes")
+    return pages
+
+
+def docs_digest(pages: list[Page]) -> str:
+    """SHA-256 of the pages' files, written into the bootstrap: Envoy reads them only at start-up, and
+    the launcher restarts it when the bootstrap changed."""
+    digest = hashlib.sha256()
+    for page in pages:
+        digest.update(page.path.encode() + b"\0" + page.file.read_bytes())
+    return digest.hexdigest()
+
+
 # --- Rendering ----------------------------------------------------------------------------------------
 
 def _lua_string(text: str) -> str:
@@ -367,6 +415,7 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
     services = api_services(descriptor_set)
     _warn_about_unrouted(cfg, services, descriptor_set)
     routed = routed_services(cfg)
+    pages = docs_pages()
     routes = [{"prefix": f"/firecrest_mesh.{name}.v1.", "cluster": name} for name in routed]
     if "status" in routed:  # the status service serves reflection for the whole API
         routes.append({"prefix": "/grpc.reflection.", "cluster": "status"})
@@ -386,7 +435,8 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         user_metadata=f"%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:{idp.username_claim})%",
         lua_script=str(Path(out).resolve().with_name(LUA_SCRIPT)),
         jwt_provider=JWT_PROVIDER, identity=idp, idp=idp_cluster(idp.jwks_uri),
-        public_paths=[*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH],
+        public_paths=[*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH, *(page.path for page in pages)],
+        pages=pages, docs_digest=docs_digest(pages), max_page_bytes=MAX_PAGE_BYTES,
         api_services=[s.full_name for s in services],
         max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
         routes=routes, route_timeout=f"{route_timeout(cfg)}s",

@@ -112,11 +112,12 @@ def test_certificator_is_neither_routed_nor_transcoded(bootstrap, rendered):
     assert not any(s.startswith("firecrest_mesh.certificator.") for s in services)
 
 
-def test_only_liveness_is_public(bootstrap):
+def test_only_liveness_and_the_api_description_are_public(bootstrap):
     rules = _filter(bootstrap, "envoy.filters.http.jwt_authn")["rules"]
     public = [r["match"]["path"] for r in rules if "requires" not in r]
-    assert sorted(public) == ["/firecrest_mesh.status.v1.StatusService/GetLiveness",
-                              "/status/liveness", "/status/liveness/"]
+    assert sorted(public) == sorted(["/firecrest_mesh.status.v1.StatusService/GetLiveness",
+                                     "/status/liveness", "/status/liveness/",
+                                     *(page.path for page in render.docs_pages())])
     assert rules[-1] == {"match": {"prefix": "/"}, "requires": {"provider_name": "identity_provider"}}
     provider = _filter(bootstrap, "envoy.filters.http.jwt_authn")["providers"]["identity_provider"]
     assert provider["from_headers"] == [{"name": "Authorization", "value_prefix": "Bearer "}]
