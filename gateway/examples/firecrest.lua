@@ -47,6 +47,7 @@ local REST_ROUTES = {
   { "^/status/[^/]+/partitions/?$", { ["GET"] = true } },
   { "^/status/[^/]+/reservations/?$", { ["GET"] = true } },
   { "^/status/[^/]+/userinfo/?$", { ["GET"] = true } },
+  { "^/status/services/?$", { ["GET"] = true } },
   { "^/status/liveness/?$", { ["GET"] = true } },
   { "^/filesystem/[^/]+/transfer/upload/?$", { ["POST"] = true } },
   { "^/filesystem/[^/]+/transfer/download/?$", { ["POST"] = true } },
@@ -85,6 +86,7 @@ local REST_FIELD_NAMES = {
 local LOG_ROUTES = {
   { "^/tasks/?$", "/tasks", false, { ["GET"] = true } },
   { "^/status/systems/?$", "/status/systems", false, { ["GET"] = true } },
+  { "^/status/services/?$", "/status/services", false, { ["GET"] = true } },
   { "^/status/liveness/?$", "/status/liveness", false, { ["GET"] = true } },
   { "^/tasks/[^/]+/?$", "/tasks/{task_id}", false, { ["GET"] = true, ["DELETE"] = true } },
   { "^/tasks/[^/]+/events/?$", "/tasks/{task_id}/events", false, { ["GET"] = true } },
