@@ -186,7 +186,13 @@ def claim_policies(p: GatewayPolicies) -> dict[str, dict] | None:
         return None
     areas = sorted({a for r in p.access_control for a in r.areas})
     systems = sorted({s for r in p.access_control for s in r.systems})
-    policies = {}
+    # The public routes (liveness, the API's description): jwt_authn requires no token there, so a
+    # request that reached this filter without a verified payload is on one of them (any other route
+    # answered 401 already). No claims to check.
+    policies = {"public routes (no token)": {"permissions": [{"any": True}], "principals": [{"not_id": {
+        "sourced_metadata": {"metadata_matcher": {"filter": "envoy.filters.http.jwt_authn",
+                                                  "path": [{"key": "jwt_payload"}],
+                                                  "value": {"present_match": True}}}}}]}}
     for area_name, area_permission, area in _area_cells(areas):
         for system_name, system_permission, system in _system_cells(systems):
             rules = [r for r in p.access_control

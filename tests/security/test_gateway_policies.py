@@ -34,7 +34,10 @@ POLICIES = {
         "default": {"per_address": {"per_second": 1, "burst": 50}},
     },
     "ip_filter": {"deny": [f"{DENIED}/32"], "systems": {"local": {"deny": [f"{DENIED_ON_LOCAL}/32"]}}},
-    "access_control": [{"claim": "groups", "contains": "proj-a", "areas": ["status"], "systems": ["local"]}],
+    # Everywhere: `shared` (alice and bob have it; the public liveness route needs no token all the same);
+    # the status area on `local`: `proj-a` (alice only).
+    "access_control": [{"claim": "groups", "contains": "shared"},
+                       {"claim": "groups", "contains": "proj-a", "areas": ["status"], "systems": ["local"]}],
 }
 BURST_BOUND = 400  # far above any budget above: the answer must change before this many requests
 
