@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WRAPPER = "keep_parent.py"  # scripts/keep_parent.py: the launcher runs Envoy as its child
 
 
 @dataclass
@@ -105,45 +104,20 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return kids
-
-
 def process_rss(run_dir: Path | str | None = None) -> dict[str, int]:
     """Resident memory (VmRSS, KiB) of every mesh process: one entry per `state/run/<name>.pid` of the
-    launcher (scripts/mesh.py) whose process is alive, by that name. A process started under the
-    launcher's wrapper (scripts/keep_parent.py: Envoy) is reported as two entries: `<name>` is the
-    wrapped program (the Envoy binary) and `<name> (wrapper)` the wrapper itself, both counted.
-    `run_dir` defaults to the configuration's state/run folder."""
+    launcher (scripts/mesh.py; each program runs directly under the supervisor) whose process is
+    alive, by that name. `run_dir` defaults to the configuration's state/run folder."""
     if run_dir is None:
         from services.common.config import load_config  # lazy: the harness imports nothing of the mesh
         run_dir = load_config().state("run")
     found: dict[str, int] = {}
     for pid_file in sorted(Path(run_dir).glob("*.pid")):
-        name = pid_file.stem
         try:
             pid = int(pid_file.read_text())
         except (OSError, ValueError):
             continue
         rss = _rss_kib(pid)
-        if rss is None:
-            continue
-        try:
-            wrapper = WRAPPER in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            wrapper = False
-        children = [(kid, _rss_kib(kid)) for kid in _children(pid)] if wrapper else []
-        children = [(kid, kib) for kid, kib in children if kib is not None]
-        if not children:
-            found[name] = rss
-            continue
-        found[f"{name} (wrapper)"] = rss
-        for i, (_, kib) in enumerate(children):
-            found[name if i == 0 else f"{name} child {i + 1}"] = kib
+        if rss is not None:
+            found[pid_file.stem] = rss
     return found

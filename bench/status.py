@@ -14,7 +14,7 @@ Also recorded: CPU time per request of Envoy and the status service (from /proc,
 other users' requests to them count too), the CPU the rest of the machine used meanwhile (other
 users' tests and benchmarks: on a shared 2-core machine they move every figure), Envoy's JWT cache
 hits and misses over the run (admin /stats), and the RSS of every process of
-state/run/*.pid (`harness.process_rss()`; Envoy and its keep_parent.py wrapper both count) before
+state/run/*.pid (`harness.process_rss()`) before
 and after the load.
 
 --label names this run's column (`before`, `after`, ...): bench/results/status.json keeps the runs
@@ -64,12 +64,9 @@ def machine_busy_seconds() -> float:
 
 
 def mesh_pids(config) -> dict[str, int]:
-    """Envoy (the binary, not its wrapper) and the status service."""
+    """Envoy and the status service (each runs directly under the supervisor)."""
     run = config.state("run")
-    status = int((run / "status.pid").read_text())
-    wrapper = int((run / "envoy.pid").read_text())
-    children = Path(f"/proc/{wrapper}/task/{wrapper}/children").read_text().split()
-    return {"envoy": int(children[0]) if children else wrapper, "status": status}
+    return {name: int((run / f"{name}.pid").read_text()) for name in ("envoy", "status")}
 
 
 def envoy_counters(config, names: tuple[str, ...]) -> dict[str, int]:
