@@ -1,0 +1,303 @@
+"""Integration tests of the storage service (`/filesystem/{system}/transfer/*`) on the real stack:
+the gateway, the storage service, sshd and Slurm (jobs on the transfer partition), the embedded
+SeaweedFS; pyfirecrest's v2 client unchanged.
+
+Every test works in its own folder under /scratch/<user>, made and removed through the API. Waiting
+for a transfer job is pyfirecrest's own (`wait_for_job` on the compute route, then the success line
+in the job's output read through `ops/view`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from firecrest.FirecrestException import TransferJobFailedException
+
+SYSTEM = "local"
+OPS = f"/filesystem/{SYSTEM}/ops"
+TRANSFER = f"/filesystem/{SYSTEM}/transfer"
+MIB = 1 << 20
+FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@pytest.fixture
+def workdir(api, request):
+    """workdir(user="alice") -> a fresh folder /scratch/<user>/storage-<test>-<id>, removed after."""
+    made = []
+
+    def make(user: str = "alice") -> str:
+        path = f"/scratch/{user}/storage-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+        path = path.replace("[", "_").replace("]", "_")
+        r = api(user).post(f"{OPS}/mkdir", json={"sourcePath": path})
+        assert r.status_code == 201, r.text
+        made.append((user, path))
+        return path
+    yield make
+    for user, path in made:
+        r = api(user).delete(f"{OPS}/rm", params={"path": path})
+        assert r.status_code in (204, 404), r.text
+
+
+@pytest.fixture
+def client(firecrest_client):
+    return firecrest_client("alice")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _remote_sha256(api, path: str, user: str = "alice") -> str:
+    r = api(user).get(f"{OPS}/checksum", params={"path": path})
+    assert r.status_code == 200, r.text
+    return r.json()["output"]["checksum"]
+
+
+def _names(api, path: str, user: str = "alice") -> set[str]:
+    r = api(user).get(f"{OPS}/ls", params={"path": path, "showHidden": "true"})
+    assert r.status_code == 200, r.text
+    return {e["name"] for e in r.json()["output"]}
+
+
+def _put_small(api, directory: str, name: str, data: bytes, user: str = "alice") -> str:
+    r = api(user).post(f"{OPS}/upload", params={"path": directory}, files={"file": (name, data)})
+    assert r.status_code == 204, r.text
+    return f"{directory}/{name}"
+
+
+def _wait_task(api, task_id: str, user: str = "alice") -> dict:
+    """The task once it reached a final state (polls; the job follower records the job's end)."""
+    for _ in range(600):
+        r = api(user).get(f"/tasks/{task_id}")
+        assert r.status_code == 200, r.text
+        if r.json()["state"] in FINAL:
+            return r.json()
+        time.sleep(0.5)
+    raise AssertionError(f"task {task_id} did not end: {r.json()}")
+
+
+def _check_transfer_job(answer: dict, user: str = "alice") -> None:
+    job = answer["transferJob"]
+    assert isinstance(job["jobId"], str) and job["jobId"].isdigit()
+    assert job["system"] == SYSTEM and job["workingDirectory"] == f"/home/{user}"
+    assert job["logs"]["outputLog"].startswith(f"/home/{user}/.f7t_file_handling_job_")
+    assert job["logs"]["errorLog"].startswith(f"/home/{user}/.f7t_file_handling_job_error_")
+
+
+# --- pyfirecrest's v2 client, unchanged ------------------------------------------------------------
+
+def test_pyfirecrest_upload_and_download_50_mib_through_s3(client, api, workdir, tmp_path):
+    d = workdir()
+    data = os.urandom(50 * MIB + 12345)  # 4 parts of 16 MiB (config/local.yaml), the last one short
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    client.upload(SYSTEM, str(local), d, "big.bin")  # ≥ 1 MiB: the S3 transfer route and its job
+    assert _remote_sha256(api, f"{d}/big.bin") == _sha256(data)
+    assert not [n for n in _names(api, d) if n.endswith(".part")]  # the temporary file was renamed
+    back = tmp_path / "back.bin"
+    client.download(SYSTEM, f"{d}/big.bin", str(back))
+    assert back.read_bytes() == data
+
+
+def test_pyfirecrest_blocking_cp_and_mv(client, api, workdir):
+    d = workdir()
+    src = _put_small(api, d, "a.txt", b"alpha\n")
+    client.cp(SYSTEM, src, f"{d}/b.txt")
+    client.mv(SYSTEM, f"{d}/b.txt", f"{d}/c.txt")
+    assert {"a.txt", "c.txt"} <= _names(api, d) and "b.txt" not in _names(api, d)
+    assert _remote_sha256(api, f"{d}/c.txt") == _sha256(b"alpha\n")
+    with pytest.raises(TransferJobFailedException):  # the job fails: no success line in its output
+        client.cp(SYSTEM, f"{d}/missing", f"{d}/x")
+
+
+def test_rm_compress_extract_through_the_transfer_routes(client, api, workdir):
+    d = workdir()
+    _put_small(api, d, "one.txt", b"1\n")
+    assert api().post(f"{OPS}/mkdir", json={"path": f"{d}/src/sub", "parent": True}).status_code == 201
+    _put_small(api, f"{d}/src/sub", "two.dat", b"2\n")
+    # pyfirecrest's compress/extract/rm reach these routes after an ops timeout (408); called directly,
+    # with pyfirecrest's snake_case keys and a null matchPattern, then waited for as pyfirecrest does.
+    r = api().post(f"{TRANSFER}/compress", json={"source_path": f"{d}/src", "target_path": f"{d}/src.tar.gz",
+                                                 "match_pattern": None, "dereference": False,
+                                                 "compression": "gzip"})
+    assert r.status_code == 201, r.text
+    _check_transfer_job(r.json())
+    client._wait_for_transfer_job(r.json())
+    assert api().post(f"{OPS}/mkdir", json={"path": f"{d}/out"}).status_code == 201
+    r = api().post(f"{TRANSFER}/extract", json={"source_path": f"{d}/src.tar.gz", "target_path": f"{d}/out",
+                                                "compression": "gzip"})
+    assert r.status_code == 201, r.text
+    client._wait_for_transfer_job(r.json())
+    assert _remote_sha256(api, f"{d}/out/src/sub/two.dat") == _sha256(b"2\n")
+    r = api().delete(f"{TRANSFER}/rm", params={"path": f"{d}/src", "account": ""})
+    assert r.status_code == 200, r.text  # 200, not 201, as FirecREST v2
+    client._wait_for_transfer_job(r.json())
+    assert "src" not in _names(api, d)
+    out = client.view(SYSTEM, r.json()["transferJob"]["logs"]["outputLog"])
+    assert out.strip() == "Files were successfully deleted."
+
+
+def test_account_and_transfer_method(api, workdir):
+    d = workdir()
+    src = _put_small(api, d, "a.txt", b"a")
+    r = api().post(f"{TRANSFER}/cp", json={"sourcePath": src, "targetPath": f"{d}/b", "account": "shared"})
+    assert r.status_code == 201, r.text
+    job = api().get(f"/compute/{SYSTEM}/jobs/{r.json()['transferJob']['jobId']}").json()["jobs"][0]
+    assert job["account"] == "shared" and job["partition"] == "xfer" and job["name"] == "CopyFiles"
+    r = api().post(f"{TRANSFER}/cp", json={"sourcePath": src, "targetPath": f"{d}/c", "account": "x;id"})
+    assert r.status_code == 400, r.text
+    r = api().post(f"{TRANSFER}/upload", json={"path": f"{d}/u", "transfer_directives": {
+        "transfer_method": "wormhole", "file_size": 1}})
+    assert r.status_code == 400 and r.json()["message"] == "Requested transfer method is not available."
+
+
+def test_upload_answer_and_max_part_size_is_a_number(api, workdir):
+    d = workdir()
+    r = api().post(f"{TRANSFER}/upload", json={"path": f"{d}/f.bin", "transfer_directives": {
+        "file_size": 40 * MIB, "transfer_method": "s3"}})
+    assert r.status_code == 201, r.text
+    answer = r.json()
+    _check_transfer_job(answer)
+    directives = answer["transferDirectives"]
+    assert directives["transferMethod"] == "s3" and directives["maxPartSize"] == 16 * MIB
+    assert len(directives["partsUploadUrls"]) == 3
+    key = urlsplit(directives["completeUploadUrl"]).path.split("/")
+    assert key[1] == "alice" and len(key[2]) == 36 and key[3] == "f.bin"  # /<user>/<uuid>/<basename>
+    api().delete(f"/compute/{SYSTEM}/jobs/{answer['transferJob']['jobId']}")
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+def test_each_transfer_has_a_task_that_follows_its_job(api, workdir):
+    d = workdir()
+    src = _put_small(api, d, "a.txt", b"a")
+    r = api().post(f"{TRANSFER}/cp", json={"sourcePath": src, "targetPath": f"{d}/b"})
+    assert r.status_code == 201, r.text
+    job = r.json()["transferJob"]
+    task = _wait_task(api, job["taskId"])
+    assert task["kind"] == "transfer" and task["state"] == "SUCCEEDED" and task["owner"] == "alice"
+    assert task["result"]["jobId"] == job["jobId"] and task["result"]["exitCode"] == 0
+    r = api("bob").get(f"/tasks/{job['taskId']}")
+    assert r.status_code == 404  # another user's task does not exist for bob
+
+
+def test_a_killed_transfer_job_marks_its_task_failed(api, workdir):
+    d = workdir()
+    # An upload's job waits for its object, which never arrives: it runs until killed.
+    r = api().post(f"{TRANSFER}/upload", json={"path": f"{d}/never.bin", "transfer_directives": {
+        "file_size": 10, "transfer_method": "s3"}})
+    assert r.status_code == 201, r.text
+    job = r.json()["transferJob"]
+    assert api().delete(f"/compute/{SYSTEM}/jobs/{job['jobId']}").status_code == 204
+    task = _wait_task(api, job["taskId"])
+    assert task["state"] == "FAILED" and task["result"]["schedulerState"].startswith("CANCELLED")
+    assert "never.bin" not in _names(api, d)
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+def _with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def test_bob_cannot_read_alices_staged_objects_or_use_her_urls(client, api, workdir, config, tmp_path):
+    d = workdir()
+    data = os.urandom(2 * MIB)
+    src = tmp_path / "secret.bin"
+    src.write_bytes(data)
+    client.upload(SYSTEM, str(src), d, "secret.bin")
+    r = api().post(f"{TRANSFER}/download", json={"source_path": f"{d}/secret.bin",
+                                                 "transfer_directives": {"transferMethod": "s3"}})
+    assert r.status_code == 201, r.text
+    client._wait_for_transfer_job(r.json())
+    url = r.json()["transferDirectives"]["downloadUrl"]
+    assert httpx.get(url).content == data  # alice's URL works
+    object_path = urlsplit(url).path  # /alice/<uuid>/secret.bin
+    s3 = urlsplit(url).netloc
+    # Without the signature, or with it on another object, S3 refuses.
+    assert httpx.get(f"http://{s3}{object_path}").status_code == 403
+    bob_path = object_path.replace("/alice/", "/bob/", 1)
+    assert httpx.get(_with_path(url, bob_path)).status_code == 403
+    # bob's own upload URLs cannot write into alice's bucket, nor read from it.
+    r = api("bob").post(f"{TRANSFER}/upload", json={"path": "/scratch/bob/x.bin", "transfer_directives": {
+        "file_size": 10, "transfer_method": "s3"}})
+    assert r.status_code == 201, r.text
+    bob_part = r.json()["transferDirectives"]["partsUploadUrls"][0]
+    api("bob").delete(f"/compute/{SYSTEM}/jobs/{r.json()['transferJob']['jobId']}")
+    assert httpx.put(_with_path(bob_part, object_path), content=b"overwritten").status_code == 403
+    assert httpx.get(_with_path(bob_part, object_path)).status_code == 403
+    assert httpx.get(url).content == data
+    # bob cannot have alice's file staged for him: the job-side stat runs as bob.
+    r = api("bob").post(f"{TRANSFER}/download", json={"source_path": f"{d}/secret.bin",
+                                                      "transfer_directives": {"transferMethod": "s3"}})
+    assert r.status_code == 403, r.text
+    # SeaweedFS's own ports on this machine (where bob's jobs run) serve nothing without its keys.
+    embedded = {"filer": 39888, "volume": 39340}
+    filer = httpx.get(f"http://127.0.0.1:{embedded['filer']}/buckets{object_path}")
+    assert filer.status_code == 401 and data not in filer.content
+    listing = httpx.get(f"http://127.0.0.1:{embedded['filer']}/buckets/alice/")
+    assert listing.status_code == 401 and b"secret.bin" not in listing.content
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["it's $(touch PWNED)", "`touch PWNED`", "semi; touch PWNED #", 'q"uote && touch PWNED',
+                 "new\nline", "-rf"]
+
+
+def test_hostile_paths_in_every_transfer_route_run_nothing(client, api, workdir, tmp_path):
+    d = workdir()
+    for i, name in enumerate(HOSTILE_NAMES):
+        sub = f"{d}/{i}"
+        assert api().post(f"{OPS}/mkdir", json={"path": sub}).status_code == 201
+        src = _put_small(api, sub, name, name.encode())
+        for route, body in (("cp", {"sourcePath": src, "targetPath": f"{src}.cp"}),
+                            ("mv", {"sourcePath": f"{src}.cp", "targetPath": f"{src}.mv"}),
+                            ("compress", {"sourcePath": src, "targetPath": f"{src}.tgz"})):
+            r = api().post(f"{TRANSFER}/{route}", json=body)
+            assert r.status_code == 201, (route, r.text)
+            client._wait_for_transfer_job(r.json())
+        assert api().post(f"{OPS}/mkdir", json={"path": f"{sub}/x {name}"}).status_code == 201
+        r = api().post(f"{TRANSFER}/extract", json={"sourcePath": f"{src}.tgz", "targetPath": f"{sub}/x {name}"})
+        assert r.status_code == 201, r.text
+        client._wait_for_transfer_job(r.json())
+        r = api().delete(f"{TRANSFER}/rm", params={"path": f"{src}.mv"})
+        assert r.status_code == 200, r.text
+        client._wait_for_transfer_job(r.json())
+        # S3 both ways with the hostile name as target and source.
+        client.upload(SYSTEM, _local(tmp_path, 1 * MIB + i), sub, f"{name}.big")
+        client.download(SYSTEM, f"{sub}/{name}.big", str(tmp_path / f"back{i}"))
+        assert (tmp_path / f"back{i}").read_bytes() == (tmp_path / f"in{1 * MIB + i}").read_bytes()
+        assert _names(api, sub) == {name, f"{name}.tgz", f"x {name}", f"{name}.big"}, name
+        assert _names(api, f"{sub}/x {name}") == {name}
+        assert "PWNED" not in _names(api, d) and "PWNED" not in _names(api, "/home/alice")
+
+
+def _local(tmp_path, size: int) -> str:
+    path = tmp_path / f"in{size}"
+    path.write_bytes(os.urandom(size))
+    return str(path)
+
+
+@pytest.mark.parametrize("path", ["relative/x", "/scratch/alice/../bob/x", "/etc/passwd", "/scratch/alice/a\x00b",
+                                  ""])
+def test_paths_refused_before_any_job(api, path):
+    time.sleep(1)  # 8 calls per case: within the gateway's rate limit of transfers per user (10/s)
+    for route, body in (("cp", {"sourcePath": path, "targetPath": "/scratch/alice/t"}),
+                        ("cp", {"sourcePath": "/scratch/alice/t", "targetPath": path}),
+                        ("mv", {"sourcePath": path, "targetPath": "/scratch/alice/t"}),
+                        ("compress", {"source_path": path, "target_path": "/scratch/alice/t.tgz"}),
+                        ("extract", {"source_path": "/scratch/alice/t.tgz", "target_path": path}),
+                        ("upload", {"path": path, "transfer_directives": {"transfer_method": "s3", "file_size": 1}}),
+                        ("download", {"source_path": path, "transfer_directives": {"transferMethod": "s3"}})):
+        r = api().post(f"{TRANSFER}/{route}", json=body)
+        assert r.status_code == 400, (route, path, r.text)
+    r = api().delete(f"{TRANSFER}/rm", params={"path": path})
+    assert r.status_code == 400, r.text
