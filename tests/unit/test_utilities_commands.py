@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import json
 import shlex
+import stat as stat_module
 import subprocess
 from pathlib import Path
 
@@ -340,7 +341,8 @@ def test_download_reads_one_byte_more_than_the_limit():
 
 def test_upload_script_takes_the_target_as_a_positional_parameter_only():
     argv = upload.command("/home/alice/$(id)", b"x" * 10, 10)
-    assert argv[:3] == ["sh", "-c", 'cat > "$1"'] and argv[3:] == ["sh", "/home/alice/$(id)"]
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", "/home/alice/$(id)", "10"]
+    assert "/home/alice" not in argv[2] and "$(id)" not in argv[2]
     with pytest.raises(PayloadTooLarge, match="File to upload is too large."):
         upload.command("/f", b"x" * 11, 10)
 
@@ -412,3 +414,37 @@ def test_captured_failures_map_like_firecrest_v2(name, status):
     assert err.http_status == status
     assert err.message == f"Remote process failed with exit status:{result.exit_status} and error message:" + \
         result.stderr.decode().strip()
+
+
+def _upload(target, sent: bytes, size: int | None = None) -> subprocess.CompletedProcess:
+    """The upload script run by the local sh, `sent` on its stdin, as if `size` bytes were uploaded."""
+    argv = upload.command(str(target), sent, 1 << 20)
+    if size is not None:
+        argv[-1] = str(size)
+    return subprocess.run(argv, input=sent, capture_output=True)
+
+
+def test_an_upload_cut_short_leaves_the_existing_file_and_no_partial_one(tmp_path):
+    target = tmp_path / "data.bin"
+    target.write_bytes(b"old contents\n")
+    target.chmod(0o640)
+    cut = _upload(target, b"new con", size=len(b"new contents\n"))
+    assert cut.returncode != 0 and b"cut short" in cut.stderr
+    assert target.read_bytes() == b"old contents\n" and sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+    done = _upload(target, b"new contents\n")
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == b"new contents\n" and sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+    assert stat_module.S_IMODE(target.stat().st_mode) == 0o640  # an existing file keeps its mode
+
+
+def test_an_upload_writes_through_a_link_and_refuses_a_directory(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.write_bytes(b"x")
+    link.symlink_to(real)
+    assert _upload(link, b"through").returncode == 0
+    assert link.is_symlink() and real.read_bytes() == b"through"
+    (tmp_path / "dir").mkdir()
+    refused = _upload(tmp_path / "dir", b"x")
+    assert refused.returncode != 0 and b"Is a directory" in refused.stderr
+    missing = _upload(tmp_path / "none" / "f", b"x")
+    assert missing.returncode != 0 and b"No such file or directory" in missing.stderr
