@@ -8,7 +8,7 @@
 #               example, which come from them)
 #   make gateway-example   rewrite gateway/examples/ (config/local.yaml rendered; a test checks it)
 #   make lint   buf lint
-#   make bench  benchmarks (bench/) with config/bench.yaml (no rate limits), tables in bench/results/
+#   make bench  benchmarks (bench/) with config/unlimited.yaml (no rate limits), tables in bench/results/
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -43,8 +43,8 @@ status:
 test: up
 	bash scripts/test.sh $(PYTEST_ARGS)
 
-# The benchmarks run with config/bench.yaml (rate limits lifted); the gateway gets config/local.yaml's back after.
+# The benchmarks run with config/unlimited.yaml (rate limits lifted); the gateway gets config/local.yaml's back after.
 bench: up
-	FIRECREST_MESH_CONFIG=config/bench.yaml $(PY) scripts/mesh.py up
-	FIRECREST_MESH_CONFIG=config/bench.yaml $(PY) bench/run.py $(BENCH_ARGS); status=$$?; \
+	FIRECREST_MESH_CONFIG=config/unlimited.yaml $(PY) scripts/mesh.py up
+	FIRECREST_MESH_CONFIG=config/unlimited.yaml $(PY) bench/run.py $(BENCH_ARGS); status=$$?; \
 	  $(PY) scripts/mesh.py up; exit $$status

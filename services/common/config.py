@@ -529,7 +529,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 
 def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The file's mapping; with `extends: OTHER` (relative to the file), OTHER's mapping with this file's
-    keys merged in (mappings merged key by key, anything else replaced): e.g. config/bench.yaml is
+    keys merged in (mappings merged key by key, anything else replaced): e.g. config/unlimited.yaml is
     config/local.yaml with higher rate limits."""
     try:
         data = yaml.safe_load(p.read_text()) or {}
