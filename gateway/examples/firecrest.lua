@@ -81,6 +81,7 @@ local REST_FIELD_NAMES = {
   ["num_lines"] = "lines",
 }
 
+
 -- For the access log: each REST route's pattern (capturing the {system_name} segment when it has
 -- one), its path template, whether it names a system, and its methods. The first match is the route.
 local LOG_ROUTES = {
@@ -134,7 +135,6 @@ local function log_route(method, path)
   end
   return nil
 end
-
 
 -- Headers that carry identity or gateway decisions: a client must never be able to send them.
 local RESERVED_PREFIXES = { "x-firecrest-", "x-jwt-", "x-auth-request-" }
