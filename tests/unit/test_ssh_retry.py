@@ -141,12 +141,12 @@ def test_a_refused_login_is_not_tried_again():
     assert login.calls == 1
 
 
-def test_a_login_failing_for_the_whole_budget_is_a_424_naming_the_attempts():
+def test_a_login_failing_for_the_whole_budget_is_a_424_with_the_last_message():
     login = ScriptedLogin(RequestTimeout("SSH connection timeout limit exceeded."))
     with pytest.raises(SshConnectionFailed) as err:
         login_with_retries(login, 0.3)
-    assert err.value.http_status == 424
-    assert login.calls > 1 and f"after {login.calls} attempts" in err.value.message
+    assert err.value.http_status == 424 and err.value.message == "SSH connection timeout limit exceeded."
+    assert login.calls > 1
 
 
 def test_a_caller_that_went_away_stops_the_login_retries():

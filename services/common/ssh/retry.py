@@ -18,6 +18,7 @@ together do not come back together).
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 
@@ -25,6 +26,7 @@ from services.common.errors import RequestTimeout, SshConnectionFailed
 
 FIRST_DELAY = 0.02
 MAX_DELAY = 1.0
+log = logging.getLogger(__name__)
 MAX_RESTARTS = 2  # an idempotent command whose channel ended without exit status runs at most 3 times
 
 
@@ -71,7 +73,8 @@ def login_retryable(exc: BaseException) -> bool:
 
 def login_with_retries(login, budget_seconds: float, given_up=lambda: False, sleep=time.sleep):
     """login() (blocking), tried again after a retryable failure while `budget_seconds` last and
-    `given_up()` is false; the last failure becomes a 424 naming the number of attempts."""
+    `given_up()` is false; the last failure, with its own message, becomes a 424 (the login node
+    is unreachable, not merely slow)."""
     deadline = time.monotonic() + budget_seconds
     backoff = Backoff(first=0.1)
     attempts = 0
@@ -84,7 +87,9 @@ def login_with_retries(login, budget_seconds: float, given_up=lambda: False, sle
                 raise
             delay = backoff.delay()
             if given_up() or time.monotonic() + delay >= deadline:
-                if attempts == 1 and isinstance(exc, SshConnectionFailed):
+                if attempts > 1:
+                    log.warning("SSH login failed %d times: %s", attempts, exc.message)
+                if isinstance(exc, SshConnectionFailed):
                     raise
-                raise SshConnectionFailed(f"{exc.message} (after {attempts} attempts)") from None
+                raise SshConnectionFailed(exc.message) from None
             sleep(delay)
