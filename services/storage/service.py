@@ -42,6 +42,9 @@ from services.utilities.commands import stat
 log = logging.getLogger(__name__)
 S3_METHOD = "s3"
 METHOD_NOT_AVAILABLE = "Requested transfer method is not available."
+# How long an upload job waits for its object (FirecREST v2: 1440 probes a minute apart), at most as
+# long as the URLs live: an abandoned upload does not hold a transfer slot for days.
+UPLOAD_WAIT_SECONDS = 24 * 3600
 
 
 def _method(directives) -> None:
@@ -112,7 +115,7 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
         staged = await asyncio.to_thread(self._staging.start_upload, who.username, target,
                                          request.transfer_directives.file_size)
         body = s3_ingress.script(target, staged.head_url, staged.get_url,
-                                 self._staging.settings.url_lifetime_seconds)
+                                 min(UPLOAD_WAIT_SECONDS, self._staging.settings.url_lifetime_seconds))
         job = await self._submit(who, system, "IngressFileTransfer", request.account, body)
         await created(context)
         return storage_pb2.CreateUploadResponse(

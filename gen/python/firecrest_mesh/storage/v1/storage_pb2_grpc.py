@@ -82,8 +82,8 @@ class StorageServiceServicer:
         the client PUTs byte range `[i * maxPartSize, min(fileSize, (i + 1) * maxPartSize))` of its file
         to `partsUploadUrls[i]`, keeps each answer's `ETag` header, and POSTs the S3
         `CompleteMultipartUpload` XML document (the parts' numbers and ETags) to `completeUploadUrl`.
-        The job polls the staged object, starting after about a second and backing off, until it is
-        complete or the URLs expire; then it downloads it into a temporary file beside `path`, renames
+        The job polls the staged object, starting after about a second and backing off to every 10 s,
+        until it is complete, for at most 24 hours (or the URLs' lifetime if shorter; exit 4 then); then it downloads it into a temporary file beside `path`, renames
         it to `path` (replacing an existing file; a failed download never does) and prints
         "File was successfully downloaded (size: X.XXXMB)". It exits 3 without writing anything when
         `path` is a directory. 400 "Requested transfer method is not available." for a transfer method
