@@ -15,6 +15,7 @@ from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import shell_join
 from services.common.ssh.pool import SshPool
 from services.common.errors import RequestTimeout, PayloadTooLarge
+from services.common.ssh.retry import NoExitStatus
 
 
 def small_system(config, connections: int, sessions: int):
@@ -177,3 +178,31 @@ def test_session_certificates_are_cached_then_renewed_before_expiry(config, call
     first, cached, renewed = asyncio.run(body())
     assert cached is first
     assert renewed is not first and renewed.usable()
+
+
+def test_a_channel_closed_without_exit_status_is_run_again_only_when_idempotent(config, caller_of):
+    """A process killed by a signal leaves sshd no exit status to send (it sends exit-signal): the
+    channel closes with exit status -1. A read is run again; anything else is a 503 saying the
+    outcome is unknown, never a 500 "exit status:-1". The first run of the command kills itself,
+    the next one (a marker file exists by then) answers."""
+    caller = caller_of("alice")
+    system = config.system("local")
+    marker = f"/tmp/fm-no-exit-status-{uuid.uuid4().hex}"
+    script = 'if [ -e "$1" ]; then echo second; else touch "$1"; kill -KILL $$; fi'
+
+    async def body(pool: SshPool):
+        command = shell_join(["sh", "-c", script, "sh", marker])
+        read = await pool.run(caller, system, command, idempotent=True)
+        Path(marker).unlink()
+        try:
+            await pool.run(caller, system, command, idempotent=False)
+        except NoExitStatus as exc:
+            return read, exc
+        return read, None
+
+    read, error = asyncio.run(with_pool(config, body))
+    assert read.text() == "second\n"
+    assert error is not None and error.http_status == 503
+    assert "whether it completed is unknown" in error.message
+    assert Path(marker).exists()  # the one run it had
+    Path(marker).unlink()
