@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -206,3 +207,24 @@ def test_a_channel_closed_without_exit_status_is_run_again_only_when_idempotent(
     assert "whether it completed is unknown" in error.message
     assert Path(marker).exists()  # the one run it had
     Path(marker).unlink()
+
+
+def test_channels_sshd_refuses_are_tried_again_until_they_open(config, caller_of, caplog):
+    """A pool allowed more channels per connection than sshd's MaxSessions (10): sshd refuses the
+    extra ones ("open failed"); those commands never started, so the pool tries them again until a
+    session frees up. Every command of the burst succeeds, none gets a 424."""
+    caplog.set_level(logging.INFO, logger="services.common.ssh.pool")
+    caller = caller_of("alice")
+    system = small_system(config, connections=1, sessions=12)
+
+    async def body(pool: SshPool):
+        # Two rounds of 10: the 2 refused at first wait a whole round (longer than the pool used to
+        # try before answering 424), well within the command's deadline.
+        command = shell_join(["sleep", "3"])
+        results = await asyncio.gather(*(pool.run(caller, system, command) for _ in range(20)),
+                                       return_exceptions=True)
+        return [r for r in results if isinstance(r, Exception) or r.exit_status != 0]
+
+    failures = asyncio.run(with_pool(config, body))
+    assert failures == [], failures[:3]
+    assert any(r.message == "SSH command not run, trying again" for r in caplog.records)  # sshd did refuse
