@@ -31,9 +31,9 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import identity, logs, mesh_pki, mesh_tls, metrics
-from services.common.health_listener import HealthListener
 from services.common.config import Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
+from services.common.health_listener import HealthListener
 from services.common.rpc import HTTP_CODE_KEY, metadata_value
 from services.common.token_verifier import TokenVerifier
 
