@@ -31,6 +31,11 @@ from services.common import mesh_pki
 from services.storage.settings import EmbeddedS3, S3Settings, read_credentials
 
 IDENTITY_NAME = "firecrest-mesh"
+# Memory: Go's soft heap limit (the GC returns memory above it) and the S3 gateway's budget for GET
+# buffers (unlimited by default). Measured after the 100 MiB and 50 MiB transfers of bench/transfers.py:
+# 718 MB RSS without them.
+GO_MEMORY_LIMIT = "256MiB"
+READER_CACHE_MB = 64
 TLS_COMPONENT = "seaweedfs"  # one certificate for every SeaweedFS component (server and client)
 GRPC_SECTIONS = ("master", "volume", "filer", "s3", "admin", "worker", "msg_broker", "msg_agent", "mq")
 JWT_SECTIONS = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
@@ -118,11 +123,12 @@ def argv(embedded: EmbeddedS3) -> list[str]:
     """The `weed mini` command line: every component on 127.0.0.1, at the configured ports, run from
     the state folder (where it finds security.toml)."""
     f = embedded.folder
-    return ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', str(f), weed_binary(), "mini", f"-dir={f / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+    return ["/bin/sh", "-c", f'cd -- "$0" && GOMEMLIMIT={GO_MEMORY_LIMIT} exec "$@"', str(f), weed_binary(), "mini", f"-dir={f / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={embedded.master_port}", f"-volume.port={embedded.volume_port}",
             f"-filer.port={embedded.filer_port}", f"-s3.port={embedded.s3_port}",
             f"-s3.config={identities_file(embedded)}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
+            f"-s3.readerCacheSizeMB={READER_CACHE_MB}",
             f"-filer.localSocket={f / 'filer.sock'}", f"-s3.localSocket={f / 's3.sock'}"]
 
 
