@@ -25,18 +25,9 @@ from services.common.config import REPO_ROOT, load_config
 
 V2_DOCUMENT = REPO_ROOT.parent / "shared" / "reference" / "firecrest-v2-openapi.json"
 CONFIG = REPO_ROOT / "config" / "local.yaml"
-# FirecREST v2 routes the gateway may not serve yet: (METHOD, v2's path). The transfer routes are the
-# storage service's (issue 11): served, and then checked like the others, once `services.storage` is
-# configured. Remove a route once it is served for good.
-NOT_SERVED_YET = {
-    ("POST", "/filesystem/{system_name}/transfer/upload"),
-    ("POST", "/filesystem/{system_name}/transfer/download"),
-    ("POST", "/filesystem/{system_name}/transfer/mv"),
-    ("POST", "/filesystem/{system_name}/transfer/cp"),
-    ("DELETE", "/filesystem/{system_name}/transfer/rm"),
-    ("POST", "/filesystem/{system_name}/transfer/compress"),
-    ("POST", "/filesystem/{system_name}/transfer/extract"),
-}
+# FirecREST v2 routes the gateway may not serve yet: (METHOD, v2's path). Remove a route once it is
+# served for good. (The transfer routes of issue 11 are served by the storage service.)
+NOT_SERVED_YET: set[tuple[str, str]] = set()
 
 
 def _key(method: str, path: str) -> tuple[str, str]:
