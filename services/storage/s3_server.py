@@ -126,6 +126,7 @@ def argv(embedded: EmbeddedS3) -> list[str]:
     return ["/bin/sh", "-c", f'cd -- "$0" && GOMEMLIMIT={GO_MEMORY_LIMIT} exec "$@"', str(f), weed_binary(), "mini", f"-dir={f / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={embedded.master_port}", f"-volume.port={embedded.volume_port}",
             f"-filer.port={embedded.filer_port}", f"-s3.port={embedded.s3_port}",
+            f"-admin.port={embedded.admin_port}", f"-admin.port.grpc={embedded.admin_port + 10000}",
             f"-s3.config={identities_file(embedded)}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
             f"-s3.readerCacheSizeMB={READER_CACHE_MB}",

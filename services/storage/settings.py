@@ -16,7 +16,7 @@ checked here (`check_directives`).
         max_part_size: 16777216        # multipart part size, 5 MiB .. 4 GiB - 1
         lifecycle_days: 10             # staged objects older than this are deleted
         sweep_interval_seconds: 3600   # how often the service's sweeper looks for them
-        embedded: {s3_port: 38333, master_port: 39333, volume_port: 39340, filer_port: 39888}
+        embedded: {s3_port: 38333, master_port: 39333, volume_port: 39340, filer_port: 39888, admin_port: 39646}
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class EmbeddedS3:
     master_port: int
     volume_port: int
     filer_port: int
+    admin_port: int  # SeaweedFS's maintenance admin (its UI off); its worker dials port + 10000
     folder: Path  # <state_dir>/s3: data, identities, credentials (0700)
 
 
@@ -96,7 +97,7 @@ def parse(data: dict, state_dir: Path) -> S3Settings:
             raise ConfigError(f"{w}.embedded: expected a mapping")
         ports = {k: _int(e, k, f"{w}.embedded", d, 1, 55535)
                  for k, d in (("s3_port", 38333), ("master_port", 39333), ("volume_port", 39340),
-                              ("filer_port", 39888))}
+                              ("filer_port", 39888), ("admin_port", 39646))}
         embedded = EmbeddedS3(**ports, folder=state_dir / "s3")
     credentials = s3.get("credentials_file")
     if credentials is not None and not isinstance(credentials, str):
