@@ -31,15 +31,15 @@ class Sweeper:
         self._staging = staging
         self._task: asyncio.Task | None = None
 
-    def sweep(self, now: datetime.datetime | None = None) -> tuple[int, int]:
-        """One pass (blocking): (objects deleted, multipart uploads aborted)."""
+    def sweep(self, now: datetime.datetime | None = None, buckets: list[str] | None = None) -> tuple[int, int]:
+        """One pass (blocking) over every bucket, or over `buckets`: (objects deleted, multipart
+        uploads aborted)."""
         s3, settings = self._staging.private, self._staging.settings
         now = now or datetime.datetime.now(datetime.timezone.utc)
         object_cutoff = now - datetime.timedelta(days=settings.lifecycle_days)
         upload_cutoff = now - datetime.timedelta(seconds=settings.url_lifetime_seconds)
         deleted = aborted = 0
-        for bucket in s3.list_buckets().get("Buckets", []):
-            name = bucket["Name"]
+        for name in buckets if buckets is not None else [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
                 old = older_than(page.get("Contents", []), "LastModified", object_cutoff)
                 if old:
