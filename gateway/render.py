@@ -112,14 +112,24 @@ class ApiService:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One replica of a routed service: its address and its health listener's port
+    (services/common/health_listener.py)."""
+    host: str
+    port: int
+    health_port: int
+
+
+@dataclass(frozen=True)
 class Cluster:
     """An upstream of the gateway: a routed service, or the identity provider."""
     name: str
     host: str
     port: int
-    type: str  # STATIC (an IP literal), STRICT_DNS (a host name), LOGICAL_DNS (external provider)
+    type: str  # STATIC (IP literals), STRICT_DNS (a host name), LOGICAL_DNS (external provider)
     https: bool = False
-    health_port: int = 0  # a service's health listener (services/common/health_listener.py)
+    # A routed service's replicas (`services.<name>`: one address or a list), balanced round-robin.
+    endpoints: tuple[Endpoint, ...] = ()
 
 
 # --- From the descriptor set ------------------------------------------------------------------------
@@ -277,10 +287,13 @@ def _is_loopback(host: str) -> bool:
     return host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback)
 
 
-def service_cluster(name: str, addr: Address) -> Cluster:
-    """A routed service: STATIC for an IP literal, STRICT_DNS for a host name (mutual TLS: the template)."""
-    return Cluster(name, addr.host, addr.port, "STATIC" if _is_ip(addr.host) else "STRICT_DNS",
-                   health_port=health_address(addr).port)
+def service_cluster(name: str, addresses: tuple[Address, ...]) -> Cluster:
+    """A routed service, one endpoint per replica: STATIC when every address is an IP literal,
+    STRICT_DNS when one is a host name (each name's addresses are endpoints; mutual TLS: the template)."""
+    first = addresses[0]
+    return Cluster(name, first.host, first.port,
+                   "STATIC" if all(_is_ip(a.host) for a in addresses) else "STRICT_DNS",
+                   endpoints=tuple(Endpoint(a.host, a.port, health_address(a).port) for a in addresses))
 
 
 def idp_cluster(jwks_uri: str) -> Cluster:
@@ -443,7 +456,7 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         event_streams=[e for e in event_streams(descriptor_set) if e["cluster"] in routed],
         internal_prefixes=sorted(f"/{name}/" for name in INTERNAL_API_SERVICES
                                  if API_PACKAGE.match(name.rsplit(".", 1)[0]).group(1) in routed), error_type_header=ERROR_TYPE_HEADER,
-        services=[service_cluster(name, addr) for name, addr in routed.items()],
+        services=[service_cluster(name, cfg.addresses(name)) for name in routed],
         mesh_tls=mesh_tls_files(cfg), mib=MIB, system_ca_bundle=SYSTEM_CA_BUNDLE,
         jwt_cache_size=JWT_CACHE_SIZE, jwt_max_token_bytes=JWT_MAX_CACHED_TOKEN_BYTES,
         release_bytes=MEMORY_RELEASE_BYTES, release_interval=MEMORY_RELEASE_INTERVAL)

@@ -33,7 +33,8 @@ BINARY = "prometheus"  # Debian's package (cluster/install-packages.sh)
 def config_document(config: Config) -> dict:
     """prometheus.yml as a mapping."""
     interval = f"{config.metrics.scrape_interval_seconds}s"
-    jobs = [{"job_name": name, "static_configs": [{"targets": [str(address)], "labels": {"component": name}}]}
+    jobs = [{"job_name": name, "static_configs": [{"targets": [str(a) for a in config.metrics.replica_exporters.get(
+                name, (address,))], "labels": {"component": name}}]}
             for name, address in config.metrics.exporters.items()]
     jobs.append({"job_name": "envoy", "metrics_path": "/stats/prometheus",
                  "static_configs": [{"targets": [str(config.gateway.admin)], "labels": {"component": "gateway"}}]})

@@ -3,6 +3,10 @@
 Every process (services, identity provider, gateway renderer, launcher, tests) calls `load_config()`.
 The file is `config/local.yaml` unless FIRECREST_MESH_CONFIG names another; FIRECREST_MESH_STATE
 overrides `state_dir`. A bad file fails fast with a `ConfigError` naming the offending key.
+
+A service may run as several replicas (`services.<name>` a list of addresses, README "Scale-out"):
+each replica is a process of its own, told which one it is by FIRECREST_MESH_REPLICA (0, 1, …; 0 when
+unset), which picks its listen address (`Config.listen_address`) and its metrics exporter.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SLURM_ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_CERTIFICATE_LIFETIME = 300
 DATA_TYPES = {"users", "store", "archive", "apps", "scratch", "project"}
+REPLICA_ENV = "FIRECREST_MESH_REPLICA"  # which replica of its service a process is (0-based)
 
 
 class ConfigError(ValueError):
@@ -212,6 +217,15 @@ class MetricsConfig:
     prometheus: Address | None = None
     scrape_interval_seconds: int = 5
     retention: str = "2d"  # Prometheus' --storage.tsdb.retention.time
+    # A replicated service's exporters, one per replica in the order of its addresses (a list in
+    # `exporters.<name>`); `exporters` holds the first. Absent for a service with one exporter.
+    replica_exporters: dict[str, tuple[Address, ...]] = field(default_factory=dict)
+
+    def exporter(self, name: str, replica: int = 0) -> Address | None:
+        """Where replica `replica` of component `name` serves /metrics (None: nowhere)."""
+        if name in self.replica_exporters:
+            return self.replica_exporters[name][replica]
+        return self.exporters.get(name) if replica == 0 else None
 
 
 @dataclass(frozen=True)
@@ -220,7 +234,7 @@ class Config:
     state_dir: Path
     gateway: GatewayConfig
     identity: IdentityConfig
-    services: dict[str, Address]
+    services: dict[str, Address]  # each service's address; a replicated service's first replica's
     mesh_tls: MeshTlsConfig
     certificator: CertificatorConfig
     health: HealthConfig
@@ -228,7 +242,30 @@ class Config:
     test_users: tuple[TestUser, ...] = ()
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
     tasks: TasksConfig | None = None
+    # Every address of each service, in configured order: one for most, several for a service that
+    # runs as replicas behind the gateway's load balancing (`services.<name>` a list).
+    replicas: dict[str, tuple[Address, ...]] = field(default_factory=dict)
     _by_name: dict[str, SystemConfig] = field(default_factory=dict, compare=False, repr=False)
+
+    def addresses(self, name: str) -> tuple[Address, ...]:
+        """Every replica's address of service `name` (one for a service that is not replicated). An
+        entry of `services` replaced after parsing (tests: `dataclasses.replace`) is one replica."""
+        replicas = self.replicas.get(name)
+        if replicas and replicas[0] == self.services.get(name):
+            return replicas
+        return (self.services[name],)
+
+    def replica(self, name: str) -> int:
+        """Which replica of service `name` this process is: FIRECREST_MESH_REPLICA, 0 when unset."""
+        text = os.environ.get(REPLICA_ENV, "0")
+        count = len(self.addresses(name))
+        if not text.isdigit() or int(text) >= count:
+            raise ConfigError(f"{REPLICA_ENV}={text!r}: services.{name} has {count} replica(s) (0..{count - 1})")
+        return int(text)
+
+    def listen_address(self, name: str) -> Address:
+        """The address this process listens on as service `name` (its replica's)."""
+        return self.addresses(name)[self.replica(name)]
 
     def system(self, name: str) -> SystemConfig | None:
         """The system called `name` (case-insensitive, as in FirecREST v2), or None."""
@@ -431,28 +468,76 @@ def _loopback(address: Address, key: str) -> Address:
     return address
 
 
-def _parse_metrics(data: dict, services: dict[str, Address], gateway: GatewayConfig) -> MetricsConfig:
+def _parse_metrics(data: dict, replicas: dict[str, tuple[Address, ...]], gateway: GatewayConfig) -> MetricsConfig:
     """`metrics:`; exporters only for configured components (the services and `idp`), every address on
-    loopback, no port used twice or taken by a service, its health listener or the gateway."""
+    loopback, no port used twice or taken by a service, its health listener or the gateway. A
+    replicated service's exporter is a list, one address per replica."""
     w = "metrics"
-    exporters = {}
-    for name, text in _get(data, "exporters", w, {}, kind=dict).items():
-        if name not in services and name != "idp":
-            raise ConfigError(f"{w}.exporters.{name}: not a configured service (or idp)")
-        exporters[name] = _loopback(Address.parse(text, f"{w}.exporters.{name}"), f"{w}.exporters.{name}")
+    exporters, replica_exporters, listed = {}, {}, []
+    for name, value in _get(data, "exporters", w, {}, kind=dict).items():
+        key = f"{w}.exporters.{name}"
+        if name not in replicas and name != "idp":
+            raise ConfigError(f"{key}: not a configured service (or idp)")
+        count = len(replicas.get(name, ((),)))
+        if isinstance(value, list):
+            if len(value) != count:
+                raise ConfigError(f"{key}: expected one address per replica of services.{name} ({count}), "
+                                  f"got {len(value)}")
+            addresses = tuple(_loopback(Address.parse(v, f"{key}[{i}]"), f"{key}[{i}]") for i, v in enumerate(value))
+            replica_exporters[name] = addresses
+            listed += [(f"{key}[{i}]", a) for i, a in enumerate(addresses)]
+        elif count > 1:
+            raise ConfigError(f"{key}: services.{name} has {count} replicas: expected a list of {count} addresses")
+        else:
+            addresses = (_loopback(Address.parse(value, key), key),)
+            listed.append((key, addresses[0]))
+        exporters[name] = addresses[0]
     prometheus = _get(data, "prometheus", w, None, kind=str)
     prometheus = _loopback(Address.parse(prometheus, f"{w}.prometheus"), f"{w}.prometheus") if prometheus else None
-    taken = {a.port: f"services.{n}" for n, a in services.items()}
-    taken.update({a.port + 1000: f"the health listener of services.{n}" for n, a in services.items()})
+    taken = {a.port: f"services.{n}" for n, addrs in replicas.items() for a in addrs}
+    taken.update({a.port + 1000: f"the health listener of services.{n}" for n, addrs in replicas.items() for a in addrs})
     taken.update({gateway.listen.port: "gateway.listen", gateway.admin.port: "gateway.admin"})
-    for key, address in [*((f"{w}.exporters.{n}", a) for n, a in exporters.items()),
-                         *(((f"{w}.prometheus", prometheus),) if prometheus else ())]:
+    for key, address in [*listed, *(((f"{w}.prometheus", prometheus),) if prometheus else ())]:
         if address.port in taken:
             raise ConfigError(f"{key}: port {address.port} is already {taken[address.port]}'s")
         taken[address.port] = key
     return MetricsConfig(exporters, prometheus,
                          _positive(_get(data, "scrape_interval_seconds", w, 5), f"{w}.scrape_interval_seconds"),
-                         _get(data, "retention", w, "2d", kind=str))
+                         _get(data, "retention", w, "2d", kind=str), replica_exporters)
+
+
+def _parse_services(data: dict) -> dict[str, tuple[Address, ...]]:
+    """`services:` name → host:port, or a list of them for a service run as several replicas behind
+    the gateway (at least one, no address twice, and no port shared with another service or a
+    replica's health listener: port + 1000)."""
+    replicas: dict[str, tuple[Address, ...]] = {}
+    for name, value in data.items():
+        key = f"services.{name}"
+        if isinstance(value, list):
+            if not value:
+                raise ConfigError(f"{key}: expected host:port or a non-empty list of them")
+            replicas[name] = tuple(Address.parse(v, f"{key}[{i}]") for i, v in enumerate(value))
+        else:
+            replicas[name] = (Address.parse(value, key),)
+    seen: dict[tuple[str, int], str] = {}
+    for name, addresses in replicas.items():
+        for i, address in enumerate(addresses):
+            key = f"services.{name}" + (f"[{i}]" if len(addresses) > 1 else "")
+            host = "this machine" if _this_machine(address.host) else address.host
+            for port, what in ((address.port, key), (address.port + 1000, f"the health listener of {key}")):
+                if (other := seen.get((host, port))) is not None:
+                    raise ConfigError(f"{key}: port {port} ({what}) is already {other}'s")
+                seen[(host, port)] = what
+    return replicas
+
+
+def _this_machine(host: str) -> bool:
+    """Loopback, localhost or the wildcard address: ports of these collide with each other."""
+    try:
+        ip = ipaddress.ip_address(host)
+        return ip.is_loopback or ip.is_unspecified
+    except ValueError:
+        return host == "localhost"
 
 
 def parse_config(data: dict, path: Path) -> Config:
@@ -470,8 +555,8 @@ def parse_config(data: dict, path: Path) -> Config:
     mesh_dir = _get(mesh, "dir", "mesh_tls", None, kind=str)
     mesh_tls = MeshTlsConfig(_resolve(mesh_dir) if mesh_dir else state_dir / "mesh-pki",
                              _get(mesh, "generate", "mesh_tls", True, kind=bool))
-    services = {name: Address.parse(addr, f"services.{name}")
-                for name, addr in _get(data, "services", "", kind=dict).items()}
+    replicas = _parse_services(_get(data, "services", "", kind=dict))
+    services = {name: addresses[0] for name, addresses in replicas.items()}
     for required in ("certificator", "status"):
         if required not in services:
             raise ConfigError(f"services.{required}: missing")
@@ -515,8 +600,9 @@ def parse_config(data: dict, path: Path) -> Config:
                                       "health.components_interval_seconds")),
         systems=systems,
         test_users=_parse_test_users(_get(data, "test_users", "", [], kind=list)),
-        metrics=_parse_metrics(_get(data, "metrics", "", {}, kind=dict), services, gateway),
+        metrics=_parse_metrics(_get(data, "metrics", "", {}, kind=dict), replicas, gateway),
         tasks=_parse_tasks(_get(data, "tasks", "", {}, kind=dict), state_dir),
+        replicas=replicas,
         _by_name=by_name,
     )
 

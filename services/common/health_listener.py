@@ -75,7 +75,7 @@ class HealthListener:
         if stuck_seconds <= 2 * heartbeat_seconds:
             raise ValueError("stuck_seconds must be well above the heartbeat period")
         self.name = name
-        self.address = health_address(config.services[name])
+        self.address = health_address(config.listen_address(name))
         self.heartbeat = LoopHeartbeat(heartbeat_seconds)
         self._stuck_seconds = stuck_seconds
         self._servicer = health.HealthServicer()

@@ -4,9 +4,16 @@ Every service and the certificator listen with TLS and require a client certific
 mesh CA; clients (Envoy, services calling the certificator, the launcher's readiness checks) present
 their own. A component's identity is the DNS name in its certificate (see `mesh_pki`), read from the
 TLS session by `peer_identity`; the server's interceptor then admits only the identities it allows.
+
+A service configured as several replicas (`services.<name>` a list of IP addresses) is dialled at all
+of them, and the channel spreads calls round-robin over the replicas that answer; with host names, the
+first address only (resolve a name to every replica with DNS instead: one `host:port` whose name has
+several addresses, which gRPC's default resolver returns).
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 import grpc
 
@@ -38,16 +45,39 @@ def _options(server: str, extra) -> list:
     return [("grpc.ssl_target_name_override", server), ("grpc.default_authority", server), *extra]
 
 
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def target(config: Config, server: str) -> tuple[str, list]:
+    """(gRPC target, channel options) for the mesh component `server`: its address; for replicas with IP
+    addresses of one family, every one of them (`ipv4:a:p,b:q`) with round-robin load balancing."""
+    addresses = config.addresses(server)
+    if len(addresses) == 1:
+        return str(addresses[0]), []
+    versions = {_ip_version(a.host) for a in addresses}
+    if len(versions) != 1 or None in versions:
+        return str(addresses[0]), []
+    scheme = "ipv4" if versions == {4} else "ipv6"
+    hosts = ",".join(str(a) if scheme == "ipv4" else f"[{a.host}]:{a.port}" for a in addresses)
+    return f"{scheme}:{hosts}", [("grpc.lb_policy_name", "round_robin")]
+
+
 def aio_channel(config: Config, component: str, server: str, options=()) -> grpc.aio.Channel:
     """An asyncio channel from `component` to the mesh component `server` (e.g. "certificator")."""
-    return grpc.aio.secure_channel(str(config.services[server]), channel_credentials(config, component),
-                                   options=_options(server, options))
+    address, balancing = target(config, server)
+    return grpc.aio.secure_channel(address, channel_credentials(config, component),
+                                   options=_options(server, [*balancing, *options]))
 
 
 def channel(config: Config, component: str, server: str, options=()) -> grpc.Channel:
     """A blocking channel from `component` to the mesh component `server`."""
-    return grpc.secure_channel(str(config.services[server]), channel_credentials(config, component),
-                               options=_options(server, options))
+    address, balancing = target(config, server)
+    return grpc.secure_channel(address, channel_credentials(config, component),
+                               options=_options(server, [*balancing, *options]))
 
 
 def peer_names(context: grpc.aio.ServicerContext) -> set[str]:

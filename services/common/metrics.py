@@ -59,9 +59,9 @@ COMPONENT_HEALTH = Gauge("firecrest_component_healthy",
 
 
 def start(config: Config, name: str) -> int | None:
-    """Serves this process's metrics on `metrics.exporters.<name>` (a thread of prometheus_client);
-    returns the port, or None when none is configured."""
-    address = config.metrics.exporters.get(name)
+    """Serves this process's metrics on `metrics.exporters.<name>` (a thread of prometheus_client; a
+    replicated service's: this replica's entry); returns the port, or None when none is configured."""
+    address = config.metrics.exporter(name, config.replica(name) if name in config.services else 0)
     if address is None:
         return None
     disable_created_metrics()  # no `*_created` series: half the series, nothing the rules use

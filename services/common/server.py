@@ -258,7 +258,7 @@ async def serve(name: str, register: Register, config: Config | None = None,
                 public_methods: frozenset[str] = frozenset(),
                 internal_services: frozenset[str] = frozenset()) -> None:
     config = config or load_config()
-    address = config.services[name]
+    address = config.listen_address(name)  # this replica's (FIRECREST_MESH_REPLICA) when replicated
     metrics.start(config, name)  # GET /metrics on metrics.exporters.<name>, from a thread of its own
     # The gateway limits raw (HttpBody) bodies only; transcoded JSON bodies are limited here, to the
     # same size (plus framing). The gateway answers 413 when a request is refused for its size.
