@@ -118,6 +118,13 @@ def test_optional(value, expected):
      "size and/or time limits)", 1, Forbidden, "QOS"),
     ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", 1,
      ServiceUnavailable, "controller"),
+    # slurmdbd killed during a query, and its MariaDB down (the kill-anything suite's captures).
+    ("sacct: error: _conn_readable: persistent connection for fd 3 experienced error[104]: Connection reset by "
+     "peer\nsacct: error: slurm_persist_conn_open: No response to persist_init\nsacct: error: Getting response to "
+     "message type: DBD_GET_JOBS_COND\nsacct: error: DBD_GET_JOBS_COND failure: Unspecified error", 11,
+     ServiceUnavailable, "persistent connection"),
+    ("sacct: error: Immediate execution impossible, insufficient priority", 221, ServiceUnavailable,
+     "Immediate execution impossible"),
     ("scancel: Terminating job 9999\nscancel: error: Kill job error on job id 9999: Invalid job id specified", 0,
      NotFound, "Job not found"),
     ("scancel: Terminating job 2\nscancel: error: Kill job error on job id 2: Access/permission denied", 0,
