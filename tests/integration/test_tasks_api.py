@@ -2,7 +2,11 @@
 async submission (202 + Location), the task's server-sent events read with httpx until a final state,
 failures with their exit code, cancellation by DELETE (Slurm's accounting shows CANCELLED), owner-only
 access (bob gets 404 for everything of alice's), listing with pages. Nothing is mocked; tests wait for
-states, they never assert on time."""
+states, they never assert on time.
+
+Every test runs on two deployments: the running mesh (one tasks service on SQLite), and the scale-out
+form, two tasks-service replicas sharing Redis behind a gateway of their own with a compute of its own
+(`redis_tasks_deployment`, tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,12 @@ import time
 import pytest
 
 from tests.integration.tasks_helpers import FINAL, events, sacct_state, submit_async
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis-two-replicas"])
+def api(request, api):
+    """api(user): the running mesh's gateway (the session's `api`), or the Redis deployment's."""
+    return api if request.param == "sqlite" else request.getfixturevalue("redis_tasks_api")
 
 
 @pytest.fixture(scope="module")
