@@ -72,15 +72,36 @@ class RedisTasksDeployment:
     folder: Path
     redis_url: str
     tasks_exporters: list[str]  # /metrics URL of each tasks replica, in replica order
+    admin: str = ""  # its Envoy's admin address
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict]] = field(default_factory=dict)
 
     def log(self, name: str) -> str:
         path = self.folder / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stops the process `name` of this deployment (`tasks-0`, `tasks-1`, `compute`, …)."""
+        proc = self.processes[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        proc.wait(15)
+
+    def start(self, name: str) -> None:
+        """Starts `name` again with its command, and waits until Envoy finds every service endpoint healthy."""
+        assert self.processes[name].poll() is not None, f"{name} is running"
+        _start(self, name, *self.commands[name])
+        self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        for cluster in ("tasks", "compute"):
+            want = {str(a) for a in self.config.addresses(cluster)}
+            _wait(self, f"{cluster} healthy in Envoy", lambda c=cluster, w=want: _healthy_endpoints(self.admin, c) == w)
+
 
 def _start(deployment: RedisTasksDeployment, name: str, argv: list[str], env: dict | None = None) -> None:
-    log = open(deployment.folder / f"{name}.log", "wb")
+    deployment.commands[name] = (argv, env or {})
+    log = open(deployment.folder / f"{name}.log", "ab")
     deployment.processes[name] = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                                   env={**os.environ, **(env or {})}, start_new_session=True)
     log.close()
@@ -147,7 +168,7 @@ def redis_tasks_deployment(config, gateway_url, token, tmp_path_factory):
         "metrics": {"exporters": exporters},
     }, sort_keys=False))
     deployment = RedisTasksDeployment(f"http://127.0.0.1:{listen}", load_config(path), folder, redis_url,
-                                      [f"http://{a}/metrics" for a in exporters["tasks"]])
+                                      [f"http://{a}/metrics" for a in exporters["tasks"]], f"127.0.0.1:{admin}")
     env = {"FIRECREST_MESH_CONFIG": str(path)}
     try:
         _start(deployment, "redis", [server, "--bind", "127.0.0.1", "--port", str(redis_port),
@@ -162,11 +183,7 @@ def redis_tasks_deployment(config, gateway_url, token, tmp_path_factory):
                        check=True, cwd=REPO_ROOT, capture_output=True, env={**os.environ, **env})
         _start(deployment, "envoy", [str(ENVOY), "-c", str(out), "--base-id", str(ENVOY_BASE_ID),
                                      "--concurrency", "1", "--log-level", "warn"])
-        want = {f"127.0.0.1:{p}" for p in tasks_ports}
-        _wait(deployment, "both tasks replicas healthy in Envoy",
-              lambda: _healthy_endpoints(f"127.0.0.1:{admin}", "tasks") == want)
-        _wait(deployment, "compute healthy in Envoy",
-              lambda: _healthy_endpoints(f"127.0.0.1:{admin}", "compute") == {f"127.0.0.1:{compute_port}"})
+        deployment.wait_healthy()  # both tasks replicas and compute
         headers = {"Authorization": f"Bearer {token('alice')}"}
         _wait(deployment, "GET /tasks through the second gateway",
               lambda: httpx.get(deployment.url + "/tasks", headers=headers, timeout=10).status_code == 200)

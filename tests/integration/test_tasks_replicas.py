@@ -4,12 +4,16 @@ deployment of `redis_tasks_deployment`, tests/integration/conftest.py):
 - the compute service's mesh client spreads its task records over both (ListActiveTasks of the
   follower on each replica's metrics);
 - a watch held on one replica sees a change made through the other (Redis is the one store, its
-  notifications wake the watcher), asked of each replica directly with the gateway's mesh identity.
+  notifications wake the watcher), asked of each replica directly with the gateway's mesh identity;
+- issue 10's restarts on this form: a replica killed mid-job (the other serves on), both replicas
+  stopped and started again, compute stopped and started again: the task still ends SUCCEEDED with its
+  job. These stop only the deployment's own processes, never the shared mesh's.
 Tests wait for what they check; they never assert on time."""
 
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 
@@ -19,7 +23,7 @@ import pytest
 
 from firecrest_mesh.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from services.common import mesh_pki, mesh_tls
-from tests.integration.tasks_helpers import FINAL, events, submit_async
+from tests.integration.tasks_helpers import FINAL, events, submit_async, watch_to_end
 
 TASKS = "/firecrest_mesh.tasks.v1.TasksService/"
 RECORDS = "/firecrest_mesh.tasks.v1.TaskRecordsService/"
@@ -108,3 +112,24 @@ def test_a_watch_on_one_replica_sees_a_delete_through_the_other(deployment, redi
         watch_channel.close()
         change_channel.close()
     assert alice.get(f"/tasks/{task['id']}").json()["state"] == "CANCELLED"
+
+
+@pytest.mark.parametrize("stopped", [["tasks-0"], ["tasks-0", "tasks-1"], ["compute"]],
+                         ids=["one-replica-killed", "both-replicas", "compute"])
+def test_task_completes_across_a_restart(deployment, redis_tasks_api, system, stopped):
+    alice = redis_tasks_api("alice")
+    task = submit_async(alice, system, "#!/bin/bash\nsleep 20\nexit 0\n")
+    running = events(alice, task["id"], until=lambda t: t["state"] == "RUNNING" or t["state"] in FINAL)[-1]
+    assert running["state"] == "RUNNING", running
+    try:
+        for name in stopped:  # one replica: killed outright; otherwise a clean stop
+            deployment.stop(name, signal.SIGKILL if len(stopped) == 1 and name.startswith("tasks") else signal.SIGTERM)
+        if stopped == ["tasks-0"]:  # the other replica serves meanwhile, from the same Redis
+            assert alice.get(f"/tasks/{task['id']}").json()["state"] in ("RUNNING", "SUCCEEDED")
+    finally:
+        for name in stopped:
+            deployment.start(name)
+    last = watch_to_end(alice, task["id"])  # a new watch: the current state first, then to the end
+    assert last["state"] == "SUCCEEDED" and last["result"]["exitCode"] == 0
+    assert last["result"]["jobId"] == running["result"]["jobId"]
+    assert alice.get(f"/tasks/{task['id']}").json()["state"] == "SUCCEEDED"
