@@ -17,7 +17,7 @@ from services.common.identity import Caller
 from services.common.rpc import caller_and_system, created, no_content
 from services.common.ssh.command import CommandResult
 from services.common.ssh.pool import SshPool
-from services.common.ssh.runner import CommandRunner, ErrorMapper
+from services.common.ssh.runner import CommandRunner, ErrorMapper, FailureTest, exited_non_zero
 from services.utilities import errors, multipart
 from services.utilities.commands import (checksum, chmod, chown, compress, download, extract, file, head_tail,
                                          ls, mkdir, rm, stat, symlink, upload, view)
@@ -41,20 +41,21 @@ class UtilitiesService(utilities_pb2_grpc.UtilitiesServiceServicer):
         return who, system, paths.validate(system, path)
 
     async def _run(self, who: Caller, system: SystemConfig, *argvs: list[str],
-                   error_for: ErrorMapper = errors.error_for, stdin: bytes | None = None,
-                   max_output: int | None = None, read: bool = False) -> CommandResult:
+                   error_for: ErrorMapper = errors.error_for, failed: FailureTest = exited_non_zero,
+                   stdin: bytes | None = None, max_output: int | None = None, read: bool = False) -> CommandResult:
         """The result of `argvs` run as `who` under the system's command timeout; raises the mapped
         error when it failed. Output is capped at `max_output` (default `max_ops_file_size`; 413).
         `read`: the command only reads, so the pool may run it again (idempotent)."""
         return await self._runner.run(who, system, *argvs, timeout=system.ssh.timeouts.command_execution,
-                                      error_for=error_for, stdin=stdin,
+                                      error_for=error_for, failed=failed, stdin=stdin,
                                       max_output=max_output or system.max_ops_file_size, idempotent=read)
 
     async def ListFiles(self, request, context):
         who, system, path = self._target(request)
         result = await self._run(who, system, *ls.command(path, show_hidden=request.show_hidden,
                                                          recursive=request.recursive,
-                                                         dereference=request.dereference), read=True)
+                                                         dereference=request.dereference),
+                                failed=ls.failed(path), read=True)
         entries = await parsed(ls.parse, result.stdout, path, request.numeric_uid)  # large: off the loop
         return utilities_pb2.ListFilesResponse(output=entries)
 

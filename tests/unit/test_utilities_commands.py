@@ -119,6 +119,31 @@ def test_ls_exempts_only_the_path_itself_from_the_hidden_test(path):
         assert other == path or not _fnmatch(pattern, other), (pattern, other)
 
 
+def test_ls_lists_a_directory_whose_entry_vanished_meanwhile(tmp_path):
+    """find exits 1 naming an entry below the path that was renamed away between readdir and lstat
+    (the kill-anything suite's uploads beside a listing): the listing stands; any other error fails."""
+    def find_error(path: Path, locale: str = "C") -> str:  # GNU find's own message and quoting
+        return subprocess.run(["find", str(path)], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "LC_ALL": locale}).stderr
+
+    directory = tmp_path / "d"
+    directory.mkdir()
+    listing = subprocess.run(ls.command(str(directory))[0], capture_output=True).stdout
+    for gone in (".firecrest-upload.KEzot7XV", "quote'\"s", "new\nline", "sub dir"):
+        vanished = CommandResult(1, listing, find_error(directory / gone).encode())
+        assert not ls.failed(str(directory))(vanished), vanished.error_text()
+        assert not ls.failed(str(directory) + "/")(vanished)
+        vanished_utf8 = CommandResult(1, listing, find_error(directory / gone, "C.UTF-8").encode())
+        assert not ls.failed(str(directory))(vanished_utf8), vanished_utf8.error_text()
+    assert ls.failed(str(directory))(CommandResult(1, b"", find_error(directory).encode()))  # the path itself
+    assert ls.failed(str(directory))(CommandResult(1, b"", find_error(directory / "x").encode()))  # nothing listed
+    denied = f"find: '{directory}/x': Permission denied".encode()
+    assert ls.failed(str(directory))(CommandResult(1, listing, denied))
+    assert ls.failed(str(directory))(CommandResult(1, listing, find_error(tmp_path / "elsewhere").encode()))
+    assert ls.failed(str(directory))(CommandResult(124, listing, find_error(directory / "x").encode()))
+    assert not ls.failed(str(directory))(CommandResult(0, listing, b""))
+
+
 def test_ls_parses_hostile_names_exactly():
     files = ls.parse(captured("ls_dir"), CAPTURE)
     names = [f.name for f in files]

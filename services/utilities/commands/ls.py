@@ -15,6 +15,7 @@ The output is exactly that of the former `find -maxdepth 0` chained with a secon
 from __future__ import annotations
 
 from firecrest_mesh.utilities.v1 import utilities_pb2
+from services.common.ssh.command import CommandResult
 from services.utilities.commands import entries
 
 _GLOB_SPECIAL = frozenset("\\*?[")
@@ -34,6 +35,25 @@ def command(path: str, *, show_hidden: bool = False, recursive: bool = False,
     if not show_hidden:
         argv += ["(", "-name", ".*", "!", "-path", literal_pattern(path), "-prune", ")", "-o"]
     return [argv + ["-printf", entries.PRINTF]]
+
+
+def failed(path: str):
+    """The failure test of `command(path)`: find exits 1 when an entry below the path vanished between
+    reading the directory and describing it (a file removed or renamed meanwhile, e.g. an upload's
+    temporary file renamed into place); the listing is whole without that entry, as one taken a moment
+    later would be. Any other error (the path itself missing, a permission) is a failure."""
+    # find quotes the name with ASCII quotes in the C locale, with ‘…’ in a UTF-8 one.
+    quotes = (("'", "'"), ("\u2018", "\u2019"))
+    below = [(f"find: {left}{path.rstrip('/')}/", f"{right}: No such file or directory") for left, right in quotes]
+
+    def test(result: CommandResult) -> bool:
+        if result.ok:
+            return False
+        lines = result.error_text().splitlines()
+        vanished_below = lines and all(any(line.startswith(prefix) and line.endswith(suffix) for prefix, suffix in below)
+                                       for line in lines)
+        return not (result.exit_status == 1 and result.stdout and vanished_below)
+    return test
 
 
 def parse(stdout: bytes, path: str, numeric_uid: bool = False) -> list[utilities_pb2.File]:
