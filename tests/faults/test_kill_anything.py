@@ -478,6 +478,8 @@ def _write_report(reporter, path: Path) -> None:
                             f"refused, {load.get('violation', 0)} violations; {rep['submissions']} submissions")
         for line, count in load["errors"].items():
             reporter.write_line(f"{'':13} {count:4} × {line}")
+        if rep.get("leftovers"):
+            reporter.write_line(f"{'':13} left beside the uploads: {', '.join(rep['leftovers'])}")
     reporter.write_line(f"(saved in {path})")
 
 
@@ -490,6 +492,9 @@ def workdirs():
         folder = Path(f"/home/{user}/kill-anything")
         folder.mkdir(exist_ok=True)
         os.chown(folder, pw.pw_uid, pw.pw_gid)
+        for old in folder.iterdir():  # earlier runs' job outputs and files (ls stays short)
+            if old.is_file():
+                old.unlink()
         text = folder / "text.txt"
         content = "".join(f"{user} line {i}\n" for i in range(1, 8)).encode()
         text.write_bytes(content)
@@ -596,6 +601,11 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
         assert len(submission.job_ids) <= 1, f"{submission.name}: one key, several job ids {submission.job_ids}"
         if submission.job_ids and submission.name in seen:
             assert seen[submission.name] == submission.job_ids, (submission.name, seen[submission.name])
+
+    # Left beside the targets (e.g. an upload's temporary file after a kill): reported, not refused.
+    expected = {"text.txt", "probe.bin", *(Path(t.path).name for t in targets)}
+    report["leftovers"] = sorted(str(f) for user, (workdir, _, _) in workdirs.items() for f in Path(workdir).iterdir()
+                                 if f.name not in expected and not f.name.startswith("slurm-"))
 
     # No partial file in place of an existing one: each target holds one whole version.
     for target in targets:
