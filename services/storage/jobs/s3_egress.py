@@ -4,8 +4,9 @@ each part read straight from the file (`dd` of a byte range piped to `curl -T -`
 no temporary copy), keeps each part's ETag, completes the multipart upload with a presigned POST,
 and prints "[INFO] Multipart file upload successfully completed".
 
-Exit 34: the file cannot be read; 27: it grew beyond the parts prepared for it; 70: a part or the
-completion failed.
+Each part is tried up to 4 times (1, 2, 3 s apart), the completion up to 4 times, so a restart of
+the S3 server during the job does not fail it. Exit 34: the file cannot be read; 27: it grew beyond
+the parts prepared for it; 70: a part or the completion failed.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ fi
 xml='<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
 for ((i = 0; i < parts; i++)); do
   offset=$((i * part_size)); length=$((size - offset)); if [ "$length" -gt "$part_size" ]; then length=$part_size; fi
-  etag=$(dd if="$input" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none |
-         curl --fail --silent --show-error --dump-header - --output /dev/null --upload-file - \
-              --header "Content-Length: $length" "${part_urls[$i]}" |
-         tr -d '\r' | awk 'tolower($1) == "etag:" { print $2 }')
+  for attempt in 1 2 3 4; do  # a part is read again from the file for each attempt
+    etag=$(dd if="$input" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$length" status=none |
+           curl --fail --silent --show-error --dump-header - --output /dev/null --upload-file - \
+                --header "Content-Length: $length" "${part_urls[$i]}" |
+           tr -d '\r' | awk 'tolower($1) == "etag:" { print $2 }')
+    if [ -n "$etag" ]; then break; fi
+    sleep "$attempt"
+  done
   if [ -z "$etag" ]; then echo "Unable to upload part $((i + 1)) of $parts" >&2; exit 70; fi
   xml+="<Part><PartNumber>$((i + 1))</PartNumber><ETag>$etag</ETag></Part>"
 done
 xml+='</CompleteMultipartUpload>'
-answer=$(curl --fail --silent --show-error -X POST --header 'Content-Type: application/xml' \
+answer=$(curl --fail --silent --show-error --retry 3 --retry-connrefused --retry-delay 1 -X POST --header 'Content-Type: application/xml' \
               --data-binary "$xml" "$complete_url") ||
   { rc=$?; echo "Unable to complete the upload, curl exit code:$rc" >&2; exit 70; }
 case $answer in *"<Error>"*) echo "Unable to complete the upload: $answer" >&2; exit 70 ;; esac

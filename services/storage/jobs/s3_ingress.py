@@ -4,7 +4,8 @@ into place, then prints "File was successfully downloaded (size: X.XXXMB)".
 
 v2 probes the object every 60 s, so even a small upload waits about a minute; this job probes after
 1 s and backs off (1, 2, 4, 7, then every 10 s) for as long as the URLs live. A failed or truncated
-download (curl exits non-zero; it checks the length) leaves the target untouched. Exit 3: the target
+download (curl exits non-zero; it checks the length; it retries 5 times, 1 s apart, e.g. across a
+restart of the S3 server) leaves the target untouched. Exit 3: the target
 is a directory; 4: the object never arrived; 1: the download or the rename failed.
 """
 
@@ -30,7 +31,7 @@ until [ "$(curl --silent --output /dev/null --head --write-out '%{http_code}' "$
 done
 echo "File to transfer found in S3 bucket"
 trap 'rm -f -- "$partial"' EXIT
-curl --fail --silent --show-error --output "$partial" "$get_url" ||
+curl --fail --silent --show-error --retry 5 --retry-all-errors --retry-delay 1 --output "$partial" "$get_url" ||
   { rc=$?; echo "Unable to download the file, curl exit code:$rc" >&2; exit 1; }
 size=$(stat -c %s -- "$partial")
 mv -f -- "$partial" "$target" || { rc=$?; echo "Unable to move the file into place, exit code:$rc" >&2; exit 1; }
