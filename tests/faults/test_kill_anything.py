@@ -56,6 +56,11 @@ PAYLOAD_BYTES = 64 * 1024
 # A process that died is the service's (or the system's) unavailability: 503 or 424 (or 408 for a
 # command that ran out of time), never these.
 MISLEADING = {500: "an internal error for an unavailable dependency", 499: "the client blamed (CANCELLED)"}
+# The load's users have pooled SSH connections and cached certificates, which outlive a dead sshd or
+# certificator; these test users' first requests need a new login. Each victim with fresh_logins takes
+# FRESH_PER_VICTIM of them (a user's connection then stays pooled for the session).
+FRESH_USERS = iter(["user01", "user02", "user03", "user04", "user05", "user06"])
+FRESH_PER_VICTIM = 3
 SQUEUE_ENV = {"SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
 
 pytestmark = pytest.mark.faults
@@ -78,6 +83,7 @@ class Victim:
     pid_file: tuple[str, ...] = ()   # under the state folder (cluster daemons)
     comm: str = ""                   # /proc/PID/comm of a cluster daemon
     transfers: bool = False          # add S3-staged transfers to the load (storage's own path)
+    fresh_logins: bool = False       # add first requests of users without a pooled SSH connection
 
     def __str__(self) -> str:
         return self.name
@@ -90,10 +96,10 @@ VICTIMS = [
     Victim("utilities", True),
     Victim("tasks", True, transfers=True),
     Victim("storage", True, transfers=True),
-    Victim("certificator", True),
+    Victim("certificator", True, fresh_logins=True),
     Victim("idp", True),
     Victim("s3", True, transfers=True),
-    Victim("sshd", False, ("cluster", "sshd", "sshd.pid"), "sshd"),
+    Victim("sshd", False, ("cluster", "sshd", "sshd.pid"), "sshd", fresh_logins=True),
     Victim("slurmctld", False, ("cluster", "slurm", "run", "slurmctld.pid"), "slurmctld"),
     Victim("slurmdbd", False, ("cluster", "slurm", "run", "slurmdbd.pid"), "slurmdbd"),
     Victim("mariadb", False, ("cluster", "mariadb", "mariadb.pid"), "mariadbd"),
@@ -128,7 +134,22 @@ class Recorder:
         errors = collections.Counter(f"{o.status or '-'} {o.op}: {' '.join(o.detail.split())[:200]}"
                                      for o in self.outcomes
                                      if o.kind in ("error", "refused", "violation"))
-        return {"requests": len(self.outcomes), **counts, "errors": dict(errors.most_common())}
+        slowest: dict[str, float] = {}
+        for o in self.outcomes:
+            slowest[o.op] = round(max(slowest.get(o.op, 0.0), o.seconds), 1)
+        return {"requests": len(self.outcomes), **counts, "errors": dict(errors.most_common()),
+                "slowest_s": slowest}
+
+
+class _Closing:
+    """Closes several clients (a thread's `client` for the test's clean-up)."""
+
+    def __init__(self, clients):
+        self.clients = clients
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
 class LoadFailure(Exception):
@@ -372,6 +393,21 @@ class LoadThread(threading.Thread):
                          expect=201, json={"path": self.text_file[0], "transferDirectives": {"transferMethod": "s3"}})
 
 
+def fresh_logins(base_url: str, clients: list[Client], killed: threading.Event, stop: threading.Event) -> None:
+    """Once the victim is dead, each client's first request (a new SSH login), 0.5 s apart."""
+    killed.wait()
+    for client in clients:
+        if stop.is_set():
+            break
+        user = client.user
+        try:
+            client.call("first login (ls)", "GET", f"/filesystem/{SYSTEM}/ops/ls", _json_keys("output"),
+                        params={"path": f"/home/{user}"})
+        except LoadFailure:
+            pass
+        time.sleep(0.5)
+
+
 # --- processes ------------------------------------------------------------------------------------
 
 def _alive(pid: int) -> bool:
@@ -478,6 +514,9 @@ def _write_report(reporter, path: Path) -> None:
                             f"refused, {load.get('violation', 0)} violations; {rep['submissions']} submissions")
         for line, count in load["errors"].items():
             reporter.write_line(f"{'':13} {count:4} × {line}")
+        slow = {op: t for op, t in load["slowest_s"].items() if t >= 5}
+        if slow:
+            reporter.write_line(f"{'':13} slowest answers (s): {slow}")
         if rep.get("leftovers"):
             reporter.write_line(f"{'':13} left beside the uploads: {', '.join(rep['leftovers'])}")
     reporter.write_line(f"(saved in {path})")
@@ -551,6 +590,16 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
             client = Client(gateway_url, user, tokens[user], victim, recorder)
             threads.append(LoadThread(client, workdir, target, text_file, config.identity.token_url, stop,
                                       submissions, victim.transfers))
+    killed = threading.Event()
+    if victim.fresh_logins:
+        users = [user for user, _ in zip(FRESH_USERS, range(FRESH_PER_VICTIM))]
+        clients = [Client(gateway_url, user, fetch_token(config.identity.token_url, f"firecrest-{user}",
+                                                         config.state("idp", "clients", f"firecrest-{user}.secret")
+                                                         .read_text().strip()), victim, recorder)
+                   for user in users]
+        first_logins = threading.Thread(target=fresh_logins, args=(gateway_url, clients, killed, stop), daemon=True)
+        first_logins.client = _Closing(clients)
+        threads.append(first_logins)
     for thread in threads:
         thread.start()
     report = {}
@@ -561,6 +610,7 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
         assert _eventually(lambda: not _alive(pid), 30), f"{victim} (pid {pid}) survived SIGKILL"
+        killed.set()
         if not victim.supervised:
             time.sleep(DOWN_AT_LEAST)
         processes.bring_back(victim, pid)
@@ -577,6 +627,7 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
         time.sleep(LOAD_AFTER_RECOVERY)
     finally:
         stop.set()
+        killed.set()
         for thread in threads:
             thread.join(CLIENT_TIMEOUT + 30)
         for thread in threads:
