@@ -393,7 +393,7 @@ class LoadThread(threading.Thread):
                          expect=201, json={"path": self.text_file[0], "transferDirectives": {"transferMethod": "s3"}})
 
 
-def fresh_logins(base_url: str, clients: list[Client], killed: threading.Event, stop: threading.Event) -> None:
+def fresh_logins(clients: list[Client], killed: threading.Event, stop: threading.Event) -> None:
     """Once the victim is dead, each client's first request (a new SSH login), 0.5 s apart."""
     killed.wait()
     for client in clients:
@@ -448,7 +448,7 @@ class Processes:
         """Waits (bounded) until the supervisor has restarted `victim` and it is ready; a cluster
         daemon is started again by cluster/up.sh."""
         if victim.supervised:
-            back = _eventually(lambda: (pid := self.pid(victim)) not in (None, killed) and self.ready[victim.name](),
+            back = _eventually(lambda: self.pid(victim) not in (None, killed) and self.ready[victim.name](),
                                BACK_WITHIN)
             assert back, f"{victim} was not restarted and ready within {BACK_WITHIN:.0f} s"
         else:
@@ -597,7 +597,7 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
                                                          config.state("idp", "clients", f"firecrest-{user}.secret")
                                                          .read_text().strip()), victim, recorder)
                    for user in users]
-        first_logins = threading.Thread(target=fresh_logins, args=(gateway_url, clients, killed, stop), daemon=True)
+        first_logins = threading.Thread(target=fresh_logins, args=(clients, killed, stop), daemon=True)
         first_logins.client = _Closing(clients)
         threads.append(first_logins)
     for thread in threads:
