@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
+import uuid
 
 import grpc
 import httpx
@@ -95,6 +96,27 @@ def grpc_channel(gateway_url, config):
     channel = grpc.insecure_channel(str(config.gateway.listen))
     yield channel
     channel.close()
+
+
+@pytest.fixture
+def workdir(api, request, config):
+    """workdir(user="alice") -> a fresh folder /scratch/<user>/<test module>-<test>-<id>, made and
+    removed through the gateway (ops mkdir and rm) as that user."""
+    ops = f"/filesystem/{config.systems[0].name}/ops"
+    made = []
+
+    def make(user: str = "alice") -> str:
+        module = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+        path = f"/scratch/{user}/{module}-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+        path = path.replace("[", "_").replace("]", "_")
+        r = api(user).post(f"{ops}/mkdir", json={"sourcePath": path})
+        assert r.status_code == 201, r.text
+        made.append((user, path))
+        return path
+    yield make
+    for user, path in made:
+        r = api(user).delete(f"{ops}/rm", params={"path": path})
+        assert r.status_code in (204, 404), r.text
 
 
 @pytest.fixture

@@ -3,36 +3,18 @@ interval (polled until a deadline, never timed), and healthy again once it is ba
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.faults.processes import eventually, mesh
+
 STOPPED = "utilities"  # a shared service: started again in `finally`
 
 pytestmark = pytest.mark.faults
 
 
-def mesh(*args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "mesh.py"), *args], check=True,
-                   capture_output=True, timeout=300)
-
-
 def component(api, name: str) -> dict:
     body = api("alice").get("/status/services").json()
     return next(s for s in body["services"] if s["name"] == name)
-
-
-def eventually(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
 
 
 def test_a_stopped_service_shows_unhealthy_then_healthy_again(api, config):

@@ -18,23 +18,9 @@ from services.common.errors import SshConnectionFailed
 from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.command import shell_join
 from services.common.ssh.pool import SshPool
+from tests.faults.processes import eventually, mesh
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def mesh(*args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "mesh.py"), *args], check=True,
-                   capture_output=True, timeout=120)
-
-
-def eventually(check, timeout: float = 60.0):
-    """Polls `check` until it returns a truthy value (or raises on timeout with the last value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
 
 
 def test_service_down_is_503_then_recovers(api):

@@ -41,6 +41,7 @@ import httpx
 import pytest
 
 from services.common.oidc_client import fetch_token
+from tests.faults.processes import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = "local"
@@ -418,15 +419,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _eventually(check, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 class Processes:
     def __init__(self, config):
         self.config = config
@@ -448,8 +440,8 @@ class Processes:
         """Waits (bounded) until the supervisor has restarted `victim` and it is ready; a cluster
         daemon is started again by cluster/up.sh."""
         if victim.supervised:
-            back = _eventually(lambda: self.pid(victim) not in (None, killed) and self.ready[victim.name](),
-                               BACK_WITHIN)
+            back = eventually(lambda: self.pid(victim) not in (None, killed) and self.ready[victim.name](),
+                               BACK_WITHIN, interval=0.2)
             assert back, f"{victim} was not restarted and ready within {BACK_WITHIN:.0f} s"
         else:
             run = subprocess.run(["bash", str(ROOT / "cluster" / "up.sh")], capture_output=True, text=True,
@@ -576,7 +568,7 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
         probe_failures.update(f"{o.status or '-'} {o.op}: {' '.join(o.detail.split())[:200]}" for o in failures)
         return bool(probe.outcomes) and not failures
     # Before: the mesh serves (a previous victim's recovery is not this victim's).
-    assert _eventually(serves, 60, interval=1), "the mesh does not serve before the kill"
+    assert eventually(serves, 60, interval=1), "the mesh does not serve before the kill"
 
     recorder, stop, submissions, threads, targets = Recorder(), threading.Event(), [], [], []
     for user, (workdir, text_file, pw) in workdirs.items():
@@ -609,7 +601,7 @@ def test_kill_minus_9_under_load(victim, processes, workdirs, gateway_url, confi
         assert pid, f"{victim} is not running before the kill"
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        assert _eventually(lambda: not _alive(pid), 30), f"{victim} (pid {pid}) survived SIGKILL"
+        assert eventually(lambda: not _alive(pid), 30, interval=0.2), f"{victim} (pid {pid}) survived SIGKILL"
         killed.set()
         if not victim.supervised:
             time.sleep(DOWN_AT_LEAST)

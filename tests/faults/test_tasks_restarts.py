@@ -5,18 +5,11 @@ launcher (`mesh.py stop NAME` / `up`), like the other fault tests."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
-from services.common.config import REPO_ROOT
+from tests.faults.processes import mesh
 from tests.integration.tasks_helpers import FINAL, events, submit_async, watch_to_end
-
-
-def mesh(*args: str) -> None:
-    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "mesh.py"), *args], cwd=REPO_ROOT, check=True,
-                   capture_output=True)
 
 
 @pytest.mark.parametrize("service", ["tasks", "compute"])

@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 import pwd
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 SYSTEM = "local"
 OPS = f"/filesystem/{SYSTEM}/ops"
@@ -33,21 +31,6 @@ def _give_to(path: str, user: str) -> None:
         os.lchown(root, pw.pw_uid, pw.pw_gid)
         for name in files:
             os.lchown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
-
-
-@pytest.fixture
-def folders(api):
-    made = []
-
-    def make(user: str) -> str:
-        path = f"/scratch/{user}/busy-{uuid.uuid4().hex[:8]}"
-        r = api(user).post(f"{OPS}/mkdir", json={"sourcePath": path})
-        assert r.status_code == 201, r.text
-        made.append((user, path))
-        return path
-    yield make
-    for user, path in made:
-        api(user).delete(f"{OPS}/rm", params={"path": path})
 
 
 def _admin_clusters(config) -> str:
@@ -68,8 +51,8 @@ def _none_healthy(config, cluster: str) -> int:
     return 0
 
 
-def test_a_service_busy_with_slow_requests_is_still_routed_to(api, config, folders):
-    alice_dir, bob_dir = folders("alice"), folders("bob")
+def test_a_service_busy_with_slow_requests_is_still_routed_to(api, config, workdir):
+    alice_dir, bob_dir = workdir("alice"), workdir("bob")
     os.mkfifo(f"{alice_dir}/fifo")
     with open(f"{alice_dir}/small", "w") as f:
         f.write("small\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -24,24 +23,6 @@ OPS = f"/filesystem/{SYSTEM}/ops"
 TRANSFER = f"/filesystem/{SYSTEM}/transfer"
 MIB = 1 << 20
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-
-
-@pytest.fixture
-def workdir(api, request):
-    """workdir(user="alice") -> a fresh folder /scratch/<user>/storage-<test>-<id>, removed after."""
-    made = []
-
-    def make(user: str = "alice") -> str:
-        path = f"/scratch/{user}/storage-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
-        path = path.replace("[", "_").replace("]", "_")
-        r = api(user).post(f"{OPS}/mkdir", json={"sourcePath": path})
-        assert r.status_code == 201, r.text
-        made.append((user, path))
-        return path
-    yield make
-    for user, path in made:
-        r = api(user).delete(f"{OPS}/rm", params={"path": path})
-        assert r.status_code in (204, 404), r.text
 
 
 @pytest.fixture

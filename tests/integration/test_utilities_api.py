@@ -32,24 +32,6 @@ def _chown_tree(path: str, user: str) -> None:
 
 
 @pytest.fixture
-def workdir(api, request):
-    """workdir(user="alice") -> a fresh folder /scratch/<user>/utilities-<test>-<id>, removed after."""
-    made = []
-
-    def make(user: str = "alice") -> str:
-        path = f"/scratch/{user}/utilities-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
-        path = path.replace("[", "_").replace("]", "_")
-        r = api(user).post(f"{OPS}/mkdir", json={"sourcePath": path})
-        assert r.status_code == 201, r.text
-        made.append((user, path))
-        return path
-    yield make
-    for user, path in made:
-        r = api(user).delete(f"{OPS}/rm", params={"path": path})
-        assert r.status_code in (204, 404), r.text
-
-
-@pytest.fixture
 def client(firecrest_client):
     return firecrest_client("alice")
 
