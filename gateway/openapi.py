@@ -26,7 +26,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 if __package__ in (None, ""):  # run as a script: python gateway/openapi.py
@@ -34,7 +33,8 @@ if __package__ in (None, ""):  # run as a script: python gateway/openapi.py
 
 from gateway.openapi_schemas import (  # noqa: E402
     HTTP_BODY, SERVICE, SERVICE_METHOD, SYNTAX, WELL_KNOWN, Comments, Schemas, with_description)
-from gateway.render import API_PACKAGE, DESCRIPTOR_SET, HTTP_RULE_KINDS, INTERNAL_SERVICES, LIVENESS_GRPC_PATH  # noqa: E402
+from gateway.api_descriptor import API_PACKAGE, DESCRIPTOR_SET, INTERNAL_SERVICES, method_rules  # noqa: E402
+from gateway.render import LIVENESS_GRPC_PATH  # noqa: E402
 from services.common.config import REPO_ROOT  # noqa: E402
 
 OUT = REPO_ROOT / "docs" / "openapi.json"
@@ -99,7 +99,7 @@ class Document:
             described, served = self.comments.get(f.name, (SYNTAX,)), False
             for s_index, service in enumerate(f.service):
                 methods = [(m_index, method) for m_index, method in enumerate(service.method)
-                           if method.options.HasExtension(annotations_pb2.http)]
+                           if method_rules(method)]
                 if not methods:
                     continue  # an internal service of the package (e.g. TaskRecordsService)
                 described = described or self.comments.get(f.name, (SERVICE, s_index))
@@ -107,9 +107,8 @@ class Document:
                 for m_index, method in methods:
                     comment = self.comments.get(f.name, (SERVICE, s_index, SERVICE_METHOD, m_index))
                     grpc_path = f"/{f.package}.{service.name}/{method.name}"
-                    top = method.options.Extensions[annotations_pb2.http]
-                    for binding, rule in enumerate((top, *top.additional_bindings)):
-                        self._add(tag, grpc_path, method, rule, comment, binding)
+                    for binding, (verb, template, rule) in enumerate(method_rules(method)):
+                        self._add(tag, grpc_path, method, verb.lower(), template, rule, comment, binding)
             if served and tag not in {t["name"] for t in self.tags}:
                 self.tags.append({"name": tag, "description": described})
         return {
@@ -137,14 +136,7 @@ class Document:
 
     # --- one operation ---------------------------------------------------------------------------
 
-    def _add(self, tag, grpc_path, method, rule, comment, binding) -> None:
-        kind = rule.WhichOneof("pattern")
-        if kind == "custom":
-            verb, template = rule.custom.kind.lower(), rule.custom.path
-        elif kind in HTTP_RULE_KINDS:
-            verb, template = kind, getattr(rule, kind)
-        else:
-            return
+    def _add(self, tag, grpc_path, method, verb, template, rule, comment, binding) -> None:
         request = method.input_type
         path_fields = TEMPLATE_VARIABLE.findall(template)
         operation = {"tags": [tag], "summary": _summary(comment), "description": comment,

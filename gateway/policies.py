@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 
 import yaml
-from google.api import annotations_pb2
 
+from gateway.api_descriptor import method_rules
 from services.common.gateway_policies import AccessRule, GatewayPolicies, IpFilter, TokenBucket
 
 SYSTEM_HEADER = "x-firecrest-system"  # set by the Lua filter only (it drops client-sent x-firecrest-*)
@@ -52,25 +52,10 @@ class ApiMethod:
 
 
 def api_methods(files) -> list[ApiMethod]:
-    """Every REST rule (additional bindings included) of the API files' services (render._api_files)."""
-    found = []
-    for f in files:
-        name = f.package.split(".")[1]
-        for service in f.service:
-            for method in service.method:
-                if not method.options.HasExtension(annotations_pb2.http):
-                    continue
-                top = method.options.Extensions[annotations_pb2.http]
-                for rule in (top, *top.additional_bindings):
-                    kind = rule.WhichOneof("pattern")
-                    if kind == "custom":
-                        verb, template = rule.custom.kind.upper(), rule.custom.path
-                    elif kind in ("get", "put", "post", "delete", "patch"):
-                        verb, template = kind.upper(), getattr(rule, kind)
-                    else:
-                        continue
-                    found.append(ApiMethod(name, f"/{f.package}.{service.name}/{method.name}", verb, template))
-    return found
+    """Every REST rule (additional bindings included) of the API files' services (api_descriptor._api_files)."""
+    return [ApiMethod(f.package.split(".")[1], f"/{f.package}.{service.name}/{method.name}", verb, template)
+            for f in files for service in f.service for method in service.method
+            for verb, template, _ in method_rules(method)]
 
 
 def is_expensive(m: ApiMethod) -> bool:

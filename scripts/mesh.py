@@ -31,6 +31,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import process_supervisor as supervisor
+from gateway import api_descriptor as gateway_api
 from gateway import render as gateway_render
 from monitoring import prometheus as prometheus_server
 from services.common import mesh_pki, mesh_tls
@@ -119,7 +120,7 @@ def render_gateway(config: Config) -> bool:
     # The transcoder reads the descriptor set only at start: a new one also needs a restart; so do
     # new command-line flags.
     argv = next(proc.argv for proc in processes(config) if proc.name == "envoy")
-    inputs = hashlib.sha256(path.read_bytes() + gateway_render.DESCRIPTOR_SET.read_bytes()
+    inputs = hashlib.sha256(path.read_bytes() + gateway_api.DESCRIPTOR_SET.read_bytes()
                             + path.with_name("firecrest.lua").read_bytes()
                             + json.dumps(argv).encode()).hexdigest()
     changed = not stamp.exists() or stamp.read_text() != inputs

@@ -12,16 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from gateway.render import DESCRIPTOR_SET, _api_files  # noqa: E402
+from gateway.api_descriptor import DESCRIPTOR_SET, _api_files, method_rules  # noqa: E402
 
 OUT = REPO_ROOT / "docs" / "api-routes.md"
-RULE_KINDS = ("get", "put", "post", "delete", "patch")
 
 
 def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
@@ -40,19 +38,9 @@ def rows(descriptor_set: Path = DESCRIPTOR_SET) -> list[tuple[str, str, str, str
         comments = _comments(file)
         for s_index, service in enumerate(file.service):
             for m_index, method in enumerate(service.method):
-                if not method.options.HasExtension(annotations_pb2.http):
-                    continue
                 summary = _summary(comments.get((6, s_index, 2, m_index), ""))
-                top = method.options.Extensions[annotations_pb2.http]
-                for rule in (top, *top.additional_bindings):
-                    kind = rule.WhichOneof("pattern")
-                    if kind == "custom":
-                        verb, path = rule.custom.kind.upper(), rule.custom.path
-                    elif kind in RULE_KINDS:
-                        verb, path = kind.upper(), getattr(rule, kind)
-                    else:
-                        continue
-                    found.append((path, verb, f"{file.package}.{service.name}/{method.name}", summary))
+                found += [(path, verb, f"{file.package}.{service.name}/{method.name}", summary)
+                          for verb, path, _ in method_rules(method)]
     return sorted(found)
 
 

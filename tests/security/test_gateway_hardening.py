@@ -33,7 +33,7 @@ from google.protobuf import json_format
 from firecrest_mesh.common.v1 import errors_pb2
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
 from firecrest_mesh.utilities.v1 import utilities_pb2, utilities_pb2_grpc
-from gateway import render
+from gateway import api_descriptor
 from services.idp.signing_key import key_path
 
 ERROR_KEYS = {"errorType", "message", "causedBy", "data", "user"}
@@ -190,7 +190,7 @@ def _example_path(template: str) -> str:
 def _routes() -> dict[str, set[str]]:
     """Example path -> the methods the API's rules allow on it."""
     routes: dict[str, set[str]] = {}
-    for method, template in render.http_rules(render.DESCRIPTOR_SET):
+    for method, template in api_descriptor.http_rules(api_descriptor.DESCRIPTOR_SET):
         routes.setdefault(_example_path(template), set()).add(method)
     return routes
 

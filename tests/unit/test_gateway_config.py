@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway import render
+from gateway import api_descriptor, render
 from services.common import mesh_pki
 from services.common.config import REPO_ROOT, load_config
 from services.common.health_listener import health_address
@@ -170,7 +170,7 @@ def test_external_provider_and_host_names_validate(tmp_path):
 # --- Generated from the descriptor set: the REST route table (405/OPTIONS) and REST field names ---
 
 def _lua_to_regex(pattern: str) -> str:
-    """The subset of Lua patterns render.template_pattern writes (^ $ [^/]+ .* /? %x) as a Python regex."""
+    """The subset of Lua patterns api_descriptor.template_pattern writes (^ $ [^/]+ .* /? %x) as a Python regex."""
     out, i = [], 0
     while i < len(pattern):
         c = pattern[i]
@@ -191,11 +191,11 @@ def _lua_to_regex(pattern: str) -> str:
     ("/x/{id}:run-now", "^/x/[^/]+:run%-now$"),
 ])
 def test_template_pattern(template, pattern):
-    assert render.template_pattern(template) == pattern
+    assert api_descriptor.template_pattern(template) == pattern
 
 
 def test_route_patterns_match_like_the_transcoder():
-    routes = {re.compile(_lua_to_regex(p)): set(m) for p, m in render.rest_routes(render.DESCRIPTOR_SET).items()}
+    routes = {re.compile(_lua_to_regex(p)): set(m) for p, m in api_descriptor.rest_routes(api_descriptor.DESCRIPTOR_SET).items()}
 
     def methods(path):
         found = [m for r, m in routes.items() if r.search(path)]
@@ -215,13 +215,13 @@ def test_route_patterns_match_like_the_transcoder():
 
 
 def test_every_http_rule_of_the_api_is_in_the_route_table():
-    rules = render.http_rules(render.DESCRIPTOR_SET)
-    routes = render.rest_routes(render.DESCRIPTOR_SET)
+    rules = api_descriptor.http_rules(api_descriptor.DESCRIPTOR_SET)
+    routes = api_descriptor.rest_routes(api_descriptor.DESCRIPTOR_SET)
     assert len(rules) >= 28
     assert ("POST", "/compute/{system_name}/jobs") in rules
     assert not any("certificator" in template.lower() for _, template in rules)
     for method, template in rules:
-        assert method in routes[render.template_pattern(template)], (method, template)
+        assert method in routes[api_descriptor.template_pattern(template)], (method, template)
     assert sum(len(m) for m in routes.values()) == len(set(rules))
 
 
@@ -258,9 +258,9 @@ def test_http_rules_with_custom_methods_and_additional_bindings(tmp_path):
              http_pb2.HttpRule(custom=http_pb2.CustomHttpPattern(kind="purge", path="/demo/{id}")),
              http_pb2.HttpRule(post="/demo/{id}:run")]
     pb = _descriptor_set(tmp_path, {"A": [("id", "id")]}, rules)
-    assert render.http_rules(pb) == [("GET", "/demo/{id}"), ("PATCH", "/demo/{id}"), ("PURGE", "/demo/{id}"),
+    assert api_descriptor.http_rules(pb) == [("GET", "/demo/{id}"), ("PATCH", "/demo/{id}"), ("PURGE", "/demo/{id}"),
                                      ("POST", "/demo/{id}:run")]
-    assert render.rest_routes(pb) == {"^/demo/[^/]+/?$": ["GET", "PATCH", "PURGE"], "^/demo/[^/]+:run$": ["POST"]}
+    assert api_descriptor.rest_routes(pb) == {"^/demo/[^/]+/?$": ["GET", "PATCH", "PURGE"], "^/demo/[^/]+:run$": ["POST"]}
 
 
 def test_rest_field_names_only_unambiguous_renames(tmp_path):
@@ -269,8 +269,8 @@ def test_rest_field_names_only_unambiguous_renames(tmp_path):
         "B": [("num_lines", "lines"), ("size", "size")],  # `size` is renamed in A only: ambiguous
     })
     # The internal certificator's json_names do not count.
-    assert render.rest_field_names(pb) == {"num_lines": "lines"}
-    assert render.rest_field_names(render.DESCRIPTOR_SET) == {"num_bytes": "bytes", "num_lines": "lines"}
+    assert api_descriptor.rest_field_names(pb) == {"num_lines": "lines"}
+    assert api_descriptor.rest_field_names(api_descriptor.DESCRIPTOR_SET) == {"num_bytes": "bytes", "num_lines": "lines"}
 
 
 def test_lua_script_gets_the_generated_tables(bootstrap):

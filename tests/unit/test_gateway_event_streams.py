@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from gateway import render
+from gateway import api_descriptor
 from services.common.config import REPO_ROOT
 
 CONFIG = REPO_ROOT / "config" / "local.yaml"
@@ -30,8 +30,8 @@ def routes(tmp_path_factory) -> tuple[dict, list[dict]]:
 
 
 def test_template_regex():
-    assert render.template_regex("/tasks/{task_id}/events") == "/tasks/[^/]+/events/?"
-    assert render.template_regex("/a/{x=**}") == "/a/.*/?"
+    assert api_descriptor.template_regex("/tasks/{task_id}/events") == "/tasks/[^/]+/events/?"
+    assert api_descriptor.template_regex("/a/{x=**}") == "/a/.*/?"
 
 
 def test_watch_is_server_sent_events_without_timeout(routes):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gateway import policies
-from gateway.render import DESCRIPTOR_SET, _api_files
+from gateway.api_descriptor import DESCRIPTOR_SET, _api_files
 from services.common.config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, parse_config
 
 ENVOY = REPO_ROOT / ".venv" / "bin" / "envoy"

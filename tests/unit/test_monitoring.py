@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from gateway import render
+from gateway import api_descriptor
 from monitoring import prometheus
 from services.common import metrics, server
 from services.common.config import DEFAULT_CONFIG, ConfigError, parse_config
@@ -138,7 +138,7 @@ def test_scheduler_command_outcome():
 
 
 def test_access_log_routes_prefer_literal_segments_and_capture_the_system():
-    routes = render.log_routes(render.DESCRIPTOR_SET)
+    routes = api_descriptor.log_routes(api_descriptor.DESCRIPTOR_SET)
     templates = [template for _pattern, template, _system, _methods in routes]
     assert templates.index("/compute/{system_name}/jobs/async") < templates.index("/compute/{system_name}/jobs/{job_id}")
     by_template = {template: (pattern, names_system, methods) for pattern, template, names_system, methods in routes}

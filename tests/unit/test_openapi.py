@@ -19,7 +19,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from gateway import render
+from gateway import api_descriptor, render
 from gateway.openapi import OUT
 from services.common.config import REPO_ROOT, load_config
 
@@ -51,19 +51,14 @@ def v2() -> dict:
 def served() -> set[tuple[str, str]]:
     """The REST routes the gateway serves: the rules of the API services of routed packages."""
     routed = render.routed_services(load_config(CONFIG))
-    services = {s.full_name for s in render.api_services(render.DESCRIPTOR_SET) if s.name in routed}
+    services = {s.full_name for s in api_descriptor.api_services(api_descriptor.DESCRIPTOR_SET) if s.name in routed}
     routes = set()
-    for f in render._api_files(render.DESCRIPTOR_SET):
+    for f in api_descriptor._api_files(api_descriptor.DESCRIPTOR_SET):
         for service in f.service:
             if f"{f.package}.{service.name}" not in services:
                 continue
             for method in service.method:
-                if method.options.HasExtension(render.annotations_pb2.http):
-                    top = method.options.Extensions[render.annotations_pb2.http]
-                    for rule in (top, *top.additional_bindings):
-                        kind = rule.WhichOneof("pattern")
-                        if kind in render.HTTP_RULE_KINDS:
-                            routes.add(_key(kind, getattr(rule, kind)))
+                routes |= {_key(verb.lower(), template) for verb, template, _ in api_descriptor.method_rules(method)}
     return routes
 
 
@@ -95,7 +90,7 @@ def test_document_is_valid_openapi(document):
 
 
 def test_every_rule_of_the_api_is_an_operation(document):
-    rules = {_key(method, path) for method, path in render.http_rules(render.DESCRIPTOR_SET)}
+    rules = {_key(method, path) for method, path in api_descriptor.http_rules(api_descriptor.DESCRIPTOR_SET)}
     assert set(_operations(document)) == rules
 
 
