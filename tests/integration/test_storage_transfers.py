@@ -9,8 +9,14 @@ in the job's output read through `ops/view`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
+import pwd
+import subprocess
+import tarfile
+import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,6 +128,68 @@ def test_rm_compress_extract_through_the_transfer_routes(client, api, workdir):
     assert "src" not in _names(api, d)
     out = client.view(SYSTEM, r.json()["transferJob"]["logs"]["outputLog"])
     assert out.strip() == "Files were successfully deleted."
+
+
+def _alice_job_mentioning(text: str) -> str | None:
+    """The id of a queued or running job of alice's whose batch script contains `text` (as root)."""
+    ids = subprocess.run(["squeue", "-h", "-u", "alice", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    for job_id in ids:
+        script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True,
+                                text=True).stdout
+        if text in script:
+            return job_id
+    return None
+
+
+def _write_fifo_when_read(path: str, data: bytes) -> None:
+    """Writes `data` into the FIFO once a reader has opened it."""
+    for _ in range(1200):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+            time.sleep(0.1)
+            continue
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return
+    raise AssertionError(f"nobody opened {path} for reading")
+
+
+def test_pyfirecrest_extract_falls_back_to_a_transfer_job_after_an_ops_timeout(client, api, workdir):
+    d = workdir()
+    # The archive is a FIFO: the ops route's tar waits on it until its command limit (408); pyfirecrest
+    # then submits the transfer job, whose tar receives the archive once the job is queued.
+    fifo = f"{d}/archive.tar"
+    os.mkfifo(fifo, 0o600)
+    alice = pwd.getpwnam("alice")
+    os.chown(fifo, alice.pw_uid, alice.pw_gid)
+    assert api().post(f"{OPS}/mkdir", json={"path": f"{d}/out"}).status_code == 201
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"hello\n"))
+    outcome = {}
+
+    def extract():
+        try:
+            outcome["result"] = client.extract(SYSTEM, fifo, f"{d}/out", compression="none")
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+    worker = threading.Thread(target=extract)
+    worker.start()
+    for _ in range(1200):
+        if _alice_job_mentioning(fifo) or not worker.is_alive():
+            break
+        time.sleep(0.25)
+    assert worker.is_alive(), outcome  # the ops route did not answer: it waited, then the job came
+    _write_fifo_when_read(fifo, buffer.getvalue())
+    worker.join(600)
+    assert "error" not in outcome, outcome
+    assert _remote_sha256(api, f"{d}/out/hello.txt") == _sha256(b"hello\n")
 
 
 def test_account_and_transfer_method(api, workdir):
