@@ -365,6 +365,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     return parse_config(_read_yaml(p), p.resolve())
 
 
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The configuration file's mapping as `load_config` sees it (`extends:` followed and merged), for a
+    section validated by its own service (e.g. `storage:`, services/storage/settings.py)."""
+    return _read_yaml(Path(path))
+
+
 def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The file's mapping; with `extends: OTHER` (relative to the file), OTHER's mapping with this file's
     keys merged in (mappings merged key by key, anything else replaced): e.g. config/unlimited.yaml is

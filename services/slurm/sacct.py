@@ -79,8 +79,10 @@ def kill_request_users(rows: list[dict[str, str]]) -> set[int]:
 
 
 def known_users(rows: list[dict[str, str]]) -> dict[int, str]:
-    """uid → user name, as the job records pair them."""
-    return {uid: r["User"] for r in rows if (uid := number(r["UID"])) is not None and r["User"]}
+    """uid → user name, as the job records pair them; never for uid 0, which a record can show (with
+    its owner's name, from the association) until accounting has the job's start (seen in CI: "CANCELLED
+    by 0" named "alice"): uid 0 is named by a look-up."""
+    return {uid: r["User"] for r in rows if (uid := number(r["UID"])) and r["User"]}
 
 
 def _fill_time(time: compute_pb2.JobTime, r: dict[str, str], limit: int | None = None) -> None:

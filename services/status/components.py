@@ -23,12 +23,11 @@ import urllib.request
 from dataclasses import dataclass
 
 import grpc
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from firecrest_mesh.status.v1 import status_pb2
 from services.common import mesh_tls, metrics
-from services.common.config import Config
+from services.common.config import Config, ConfigError, read_config_file
 from services.common.health_listener import health_address
 from services.status.health import iso_now
 
@@ -69,8 +68,8 @@ async def _http_check(url: str, any_answer: bool = False) -> str | None:
 def object_store_url(config: Config) -> str | None:
     """`storage.s3.private_url` of the configuration file, if one is configured."""
     try:
-        data = yaml.safe_load(config.path.read_text()) or {}
-    except OSError:
+        data = read_config_file(config.path)
+    except ConfigError:
         return None
     s3 = (data.get("storage") or {}).get("s3") if isinstance(data.get("storage"), dict) else None
     url = s3.get("private_url") if isinstance(s3, dict) else None

@@ -24,10 +24,10 @@ import socket
 import string
 import sys
 
-import yaml
 from pathlib import Path
 
 from services.common import mesh_pki
+from services.common.config import read_config_file
 from services.storage.settings import EmbeddedS3, S3Settings, read_credentials
 
 IDENTITY_NAME = "firecrest-mesh"
@@ -145,7 +145,7 @@ def ready(embedded: EmbeddedS3) -> bool:
 def configured(config) -> S3Settings | None:
     """The storage settings when the configuration runs the embedded server (for the launcher), else None."""
     from services.storage.settings import load  # the launcher imports this module before any service
-    data = yaml.safe_load(Path(config.path).read_text()) or {}
+    data = read_config_file(config.path)
     if "storage" not in config.services or not (data.get("storage") or {}).get("s3", {}).get("embedded"):
         return None
     return load(config)

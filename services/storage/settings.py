@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
 
-from services.common.config import Config, ConfigError, SystemConfig, _resolve
+from services.common.config import Config, ConfigError, SystemConfig, _resolve, read_config_file
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3: every part but the last
 MAX_PART_SIZE = 2**32 - 1  # maxPartSize is a uint32 on the wire (a JSON number)
@@ -118,7 +117,7 @@ def parse(data: dict, state_dir: Path) -> S3Settings:
 def load(config: Config) -> S3Settings:
     """The storage settings of the configuration file `config` was loaded from; the systems' transfer
     directives are checked too."""
-    data = yaml.safe_load(Path(config.path).read_text()) or {}
+    data = read_config_file(config.path)
     for system in config.systems:
         check_directives(system)
     return parse(data.get("storage"), config.state_dir)

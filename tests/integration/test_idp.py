@@ -42,6 +42,7 @@ class Provider:
         base = f"http://127.0.0.1:{port}"
         data["identity"].update(issuer=base, jwks_uri=f"{base}/jwks", token_url=f"{base}/token")
         data["identity"]["embedded_provider"]["listen"] = f"127.0.0.1:{port}"
+        data["metrics"]["exporters"]["idp"] = f"127.0.0.1:{_free_port()}"  # the mesh's provider has 9450
         self.config_path = tmp / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(data))
         self.state = tmp / "state"
@@ -144,7 +145,10 @@ def _check_alice_token(provider, response: httpx.Response) -> None:
     assert header["alg"] == "RS256" and header["kid"] == jwks["keys"][0]["kid"]
     assert header["typ"] == "at+jwt"  # RFC 9068
     claims = _claims(provider, body["access_token"])
-    assert set(claims) == {"iss", "aud", "sub", "preferred_username", "client_id", "iat", "exp", "jti", "scope"}
+    # The standard claims, and the client's configured extra ones (config/local.yaml: alice's groups).
+    assert set(claims) == {"iss", "aud", "sub", "preferred_username", "client_id", "iat", "exp", "jti", "scope",
+                           "groups"}
+    assert claims["groups"] == ["proj-a", "shared"]
     assert claims["scope"] == ""
     assert claims["preferred_username"] == "alice"
     assert claims["sub"] == "alice"

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common.config import REPO_ROOT
+from services.common.config import REPO_ROOT, read_config_file
 
 ENVOY = Path(sys.executable).parent / "envoy"
 LISTEN, ADMIN = "127.0.0.1:18443", "127.0.0.1:19911"
@@ -57,7 +57,7 @@ def _server_certificate(folder: Path) -> tuple[Path, Path, Path]:
 def tls_gateway(config, gateway_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("client-tls")
     ca, cert, key = _server_certificate(folder)
-    data = yaml.safe_load(config.path.read_text())
+    data = read_config_file(config.path)  # `extends:` followed (make test runs config/unlimited.yaml)
     data["state_dir"] = str(config.state_dir)
     data["gateway"].update(listen=LISTEN, admin=ADMIN, tls={"certificate": str(cert), "private_key": str(key)})
     (folder / "config.yaml").write_text(yaml.safe_dump(data))

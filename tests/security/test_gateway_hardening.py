@@ -188,11 +188,12 @@ def _example_path(template: str) -> str:
 
 
 def _routes() -> dict[str, set[str]]:
-    """Example path -> the methods the API's rules allow on it."""
-    routes: dict[str, set[str]] = {}
-    for method, template in api_descriptor.http_rules(api_descriptor.DESCRIPTOR_SET):
-        routes.setdefault(_example_path(template), set()).add(method)
-    return routes
+    """Example path -> the methods the API's rules allow on it: of every rule whose template matches the
+    path (`/compute/local/jobs/async` is also a `/compute/{system_name}/jobs/{job_id}`)."""
+    rules = api_descriptor.http_rules(api_descriptor.DESCRIPTOR_SET)
+    patterns = [(re.compile(api_descriptor.template_regex(template) + "$"), method) for method, template in rules]
+    return {path: {method for pattern, method in patterns if pattern.match(path)}
+            for path in {_example_path(template) for _, template in rules}}
 
 
 ROUTES = _routes()
@@ -203,6 +204,7 @@ def test_the_descriptor_has_the_expected_routes():
     assert ROUTES["/compute/local/jobs"] == {"GET", "POST"}
     assert ROUTES["/compute/local/jobs/123"] == {"GET", "DELETE"}
     assert ROUTES["/filesystem/local/ops/rm"] == {"DELETE"}
+    assert ROUTES["/compute/local/jobs/async"] == {"POST", "GET", "DELETE"}  # also .../jobs/{job_id}
     assert len(ROUTES) >= 25
 
 

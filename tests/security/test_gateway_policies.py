@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common.config import REPO_ROOT
+from services.common.config import REPO_ROOT, read_config_file
 
 ENVOY = Path(sys.executable).parent / "envoy"
 LISTEN, ADMIN = "127.0.0.1:18092", "127.0.0.1:19913"
@@ -45,7 +45,7 @@ BURST_BOUND = 400  # far above any budget above: the answer must change before t
 @pytest.fixture(scope="module")
 def policy_gateway(config, gateway_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway-policies")
-    data = yaml.safe_load(config.path.read_text())
+    data = read_config_file(config.path)  # `extends:` followed (make test runs config/unlimited.yaml)
     data["state_dir"] = str(config.state_dir)
     data["gateway"].update(listen=LISTEN, admin=ADMIN, **POLICIES)
     (folder / "config.yaml").write_text(yaml.safe_dump(data))

@@ -430,11 +430,14 @@ def _system_stats() -> dict:
     return {p: (os.lstat(p).st_mtime_ns, os.lstat(p).st_ctime_ns) for p in SYSTEM_FILES if os.path.lexists(p)}
 
 
-def _owned_outside_file_systems() -> set[str]:
-    """Files owned by alice or bob outside /home and /scratch (root's view of the whole machine)."""
+def _owned_outside_file_systems(slurm_spool: str) -> set[str]:
+    """Files owned by alice or bob outside /home and /scratch (root's view of the whole machine), but
+    for slurmd's spool, where the job scripts of every running job (the parallel tests' too) live as
+    their owner's."""
     out = subprocess.run(["find", "/", "/dev/shm", "/run", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys",
-                          "-o", "-path", "/home", "-o", "-path", "/scratch", ")", "-prune", "-o", "(", "-user",
-                          "alice", "-o", "-user", "bob", ")", "-print0"], capture_output=True).stdout
+                          "-o", "-path", "/home", "-o", "-path", "/scratch", "-o", "-path", slurm_spool, ")",
+                          "-prune", "-o", "(", "-user", "alice", "-o", "-user", "bob", ")", "-print0"],
+                         capture_output=True).stdout
     return set(out.decode("utf-8", "surrogateescape").split("\0")) - {""}
 
 
@@ -453,7 +456,7 @@ def _chown(path: str, user: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def hostile_run(api, gateway_url, token):
+def hostile_run(api, gateway_url, token, config):
     """Runs the corpus once; returns what the tests below assert on."""
     tag = uuid.uuid4().hex[:12]
     canary = f"f7tcanary{tag}"
@@ -470,7 +473,8 @@ def hostile_run(api, gateway_url, token):
             os.chmod(p, 0o777 if os.path.isdir(p) else 0o666)
     before = {s: _snapshot(s) for s in sentinels}
     system_before = _system_stats()
-    owned_before = _owned_outside_file_systems()
+    slurm_spool = str(config.state("cluster", "slurm", "slurmd"))
+    owned_before = _owned_outside_file_systems(slurm_spool)
     home_before = {root: set(os.listdir(root)) for root in ("/home", "/home/alice", "/scratch", "/scratch/alice")}
 
     for sub in ("", "/sub", "/m", "/l", "/u"):
@@ -510,7 +514,7 @@ def hostile_run(api, gateway_url, token):
         "canary_files": _canary_files(canary),
         "sentinels_changed": {s: sorted(set(before[s].items()) ^ set(_snapshot(s).items())) for s in sentinels},
         "system_changed": {p: v for p, v in _system_stats().items() if system_before.get(p) != v},
-        "owned_outside": sorted(_owned_outside_file_systems() - owned_before),
+        "owned_outside": sorted(_owned_outside_file_systems(slurm_spool) - owned_before),
         "landed": landed,
         "base": base,
         "new_top_level": {root: sorted(n for n in set(os.listdir(root)) - names if tag in n or canary in n)

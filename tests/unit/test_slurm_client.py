@@ -307,6 +307,15 @@ def test_uid_names_come_from_the_rows_then_one_cached_getent(system):
     assert sacct.jobs(unknown, {})[0].job.kill_request_user.HasField("null_value")
 
 
+def test_a_record_that_still_shows_uid_0_does_not_name_root(system):
+    # Accounting can show a job's record with UID 0 and its owner's name until it has the job's start.
+    rows = sacct.parse(read("sacct_parsable.txt").decode(), "|zpEGafCy|")
+    lagging = [dict(rows[0], UID="0", State="CANCELLED by 0")]
+    assert sacct.known_users(lagging) == {}
+    pool = Pool(getent=CommandResult(0, b"root:x:0:0:root:/root:/bin/bash\n", b""))
+    assert asyncio.run(SlurmScheduler(client(pool))._user_names(ALICE, system, lagging)) == {0: "root"}
+
+
 def test_a_failed_uid_look_up_leaves_the_name_unknown(system):
     rows = sacct.parse(read("sacct_parsable.txt").decode(), "|zpEGafCy|")
     slurm = SlurmScheduler(client(Pool(getent=SshConnectionFailed("lost"))))
