@@ -282,11 +282,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run (as --minutes 1)")
     parser.add_argument("--note", default="", help="a closing note for the saved report")
+    parser.add_argument("--users", default="", help="comma-separated test users to spread the clients over "
+                                                     "(default: every configured test user)")
     args, _ = parser.parse_known_args()  # make bench passes every script the same flags
     if args.quick:
         args.minutes = 1.0
     cfg = load_config()
     users = [u.name for u in cfg.test_users]
+    if args.users:
+        wanted = args.users.split(",")
+        unknown = sorted(set(wanted) - set(users))
+        if unknown:
+            sys.exit(f"not configured test users: {', '.join(unknown)}")
+        users = wanted
     if not users:
         sys.exit("no test_users in the configuration")
     gateway = f"http://{cfg.gateway.listen}"
