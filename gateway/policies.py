@@ -63,6 +63,22 @@ def is_expensive(m: ApiMethod) -> bool:
                for pattern, methods in EXPENSIVE_RULES)
 
 
+def system_routes_by_area(methods: list[ApiMethod]) -> dict[str, list[str]]:
+    """The Lua patterns of the REST routes that name a system, by their first path segment (`compute`,
+    `filesystem`, `status`): the Lua filter tries only the patterns of the call's first segment (about
+    5 instead of every route's 35 for a status call)."""
+    areas: dict[str, set[str]] = {}
+    for m in methods:
+        pattern = system_route_pattern(m.template)
+        if pattern is None:
+            continue
+        first = m.template.split("/")[1]
+        if not first or "{" in first or "*" in first:
+            raise ValueError(f"{m.template}: a route naming a system must start with a literal segment")
+        areas.setdefault(first, set()).add(pattern)
+    return {area: sorted(patterns) for area, patterns in sorted(areas.items())}
+
+
 def system_route_pattern(template: str) -> str | None:
     """The Lua pattern of a REST template with `{system_name}` captured, or None when it has none:
     `/compute/{system_name}/jobs/{job_id}` → `^/compute/([^/]+)/jobs/[^/]+/?$`."""
@@ -254,6 +270,6 @@ def template_values(p: GatewayPolicies, username_claim: str, files, routed: set[
         "per_system": p.per_system,
         "system_header": SYSTEM_HEADER,
         "any_system": ANY_SYSTEM,
-        "system_routes": sorted({pat for m in methods if (pat := system_route_pattern(m.template))}),
+        "system_routes": system_routes_by_area(methods),
         "system_methods": sorted({m.grpc_path for m in methods if system_route_pattern(m.template)}),
     }
