@@ -134,3 +134,15 @@ def test_no_policy_no_filter(raw, tmp_path):
     bootstrap, lua = render_text(parse_config(data, DEFAULT_CONFIG), tmp_path / "envoy.yaml")
     assert "- name: envoy.filters.http.rbac" not in bootstrap and "local_ratelimit" not in bootstrap
     assert "xff_num_trusted_hops: 0" in bootstrap and "SYSTEM_ROUTES" not in lua
+
+
+def test_routes_naming_a_system_are_grouped_by_their_first_segment():
+    methods = policies.api_methods(_api_files(DESCRIPTOR_SET))
+    areas = policies.system_routes_by_area(methods)
+    assert set(areas) == {"compute", "filesystem", "status"}
+    assert "^/status/([^/]+)/partitions/?$" in areas["status"]
+    assert all(p.startswith(f"^/{area}/") for area, patterns in areas.items() for p in patterns)
+    assert sum(map(len, areas.values())) == len({policies.system_route_pattern(m.template) for m in methods} - {None})
+    leading_variable = policies.ApiMethod("demo", "/x.v1.S/M", "GET", "/{system_name}/jobs")
+    with pytest.raises(ValueError, match="literal segment"):
+        policies.system_routes_by_area([leading_variable])
