@@ -263,10 +263,17 @@ async def serve(name: str, register: Register, config: Config | None = None,
     # The gateway limits raw (HttpBody) bodies only; transcoded JSON bodies are limited here, to the
     # same size (plus framing). The gateway answers 413 when a request is refused for its size.
     max_request = config.gateway.max_request_body_bytes + 64 * 1024
+    # gRPC refuses request metadata above 8 KiB at random (its soft limit) and always above 16 KiB:
+    # the gateway forwards the whole URL (x-envoy-original-path; it admits URLs up to 16 KiB) beside
+    # the token, so a long path query failed now and then as RESOURCE_EXHAUSTED (a 413 at the gateway).
+    # The gateway's own header limit (96 KiB) is the bound that matters.
+    max_metadata = 128 * 1024
     server = grpc.aio.server(interceptors=[AdmissionInterceptor(
                                  admission_for(name, config, public_methods, internal_services))],
                              options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", max_request),
+                                      ("grpc.max_metadata_size", max_metadata),
+                                      ("grpc.absolute_max_metadata_size", max_metadata),
                                       ("grpc.max_send_message_length", 64 * 1024 * 1024)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
