@@ -38,7 +38,6 @@ import yaml
 from services.common.config import REPLICA_ENV, REPO_ROOT, Config, load_config
 
 ENVOY = Path(sys.executable).parent / "envoy"
-ENVOY_BASE_ID = 941  # shared memory of this Envoy: not the mesh's, nor other tests'
 HEALTH_PORT_OFFSET = 1000  # services/common/health_listener.py: a service's health port is port + 1000
 START_SECONDS = 90  # bound on start-up (a busy shared machine), never an assertion on time
 
@@ -181,7 +180,9 @@ def redis_tasks_deployment(config, gateway_url, token, tmp_path_factory):
         out = folder / "envoy" / "envoy.yaml"
         subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(path), "--out", str(out)],
                        check=True, cwd=REPO_ROOT, capture_output=True, env={**os.environ, **env})
-        _start(deployment, "envoy", [str(ENVOY), "-c", str(out), "--base-id", str(ENVOY_BASE_ID),
+        # A base id (shared memory) Envoy picks unused: each xdist worker that needs this deployment
+        # starts its own, and a fixed id collided between two of them.
+        _start(deployment, "envoy", [str(ENVOY), "-c", str(out), "--use-dynamic-base-id",
                                      "--concurrency", "1", "--log-level", "warn"])
         deployment.wait_healthy()  # both tasks replicas and compute
         headers = {"Authorization": f"Bearer {token('alice')}"}
