@@ -19,11 +19,12 @@ _RULES: list[tuple[re.Pattern, type[ApiError], str | None]] = [
     # Controller or accounting database down or unreachable. slurmdbd killed mid-query: sacct's
     # persistent connection reset ("_conn_readable: persistent connection ... experienced error",
     # "DBD_GET_JOBS_COND failure"); its MariaDB down: slurmdbd answers sacct "Immediate execution
-    # impossible, insufficient priority" (exit 221) until the database is back (kill-anything suite).
+    # impossible, insufficient priority" (exit 221) until the database is back, or "Unable to connect
+    # to database" (exit 88) while it reconnects (kill-anything suite).
     (re.compile(r"Unable to contact slurm controller|Socket timed out|Problem talking to the database|"
                 r"Connection refused|slurmdbd: .*(down|unreachable)|Zero Bytes were transmitted|"
                 r"persistent connection|slurm_persist_conn|DBD_\w+ failure|"
-                r"sacct: error: Immediate execution impossible",
+                r"sacct: error: Immediate execution impossible|Unable to connect to database",
                 re.I), ServiceUnavailable, None),
     # Attach to a job that is not running (checked before "Expired or invalid job", which srun adds).
     (re.compile(r"Job is pending execution|Slurm job \d+ has expired", re.I), BadRequest, None),

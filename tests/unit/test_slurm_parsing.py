@@ -125,6 +125,7 @@ def test_optional(value, expected):
      ServiceUnavailable, "persistent connection"),
     ("sacct: error: Immediate execution impossible, insufficient priority", 221, ServiceUnavailable,
      "Immediate execution impossible"),
+    ("sacct: error: Unable to connect to database", 88, ServiceUnavailable, "Unable to connect to database"),
     ("scancel: Terminating job 9999\nscancel: error: Kill job error on job id 9999: Invalid job id specified", 0,
      NotFound, "Job not found"),
     ("scancel: Terminating job 2\nscancel: error: Kill job error on job id 2: Access/permission denied", 0,
