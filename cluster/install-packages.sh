@@ -9,6 +9,7 @@ PACKAGES=(
   mariadb-server mariadb-client     # accounting database behind slurmdbd
   openssh-server openssh-client     # sshd for the users, ssh-keygen/ssh-keyscan
   procps util-linux                 # ps/pgrep for debugging; runuser/flock used by up.sh/down.sh
+  iproute2                          # ip route: quickack on the loopback route (up.sh)
   wrk                               # HTTP load generator of bench/zero_trust.py
   chromium                          # headless browser of the /docs test (tests/integration/test_openapi_gateway.py)
   prometheus                        # scrapes the services' and Envoy's metrics (make up; promtool checks its rules)
