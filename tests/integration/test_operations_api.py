@@ -5,7 +5,6 @@ client, and `GET /status/services`. Waits poll until a deadline; nothing asserts
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -13,17 +12,9 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.polling import eventually
+
 LIST_SYSTEMS = "/firecrest_mesh.status.v1.StatusService/ListSystems"
-
-
-def eventually(check, timeout: float = 60.0, every: float = 0.5):
-    """Polls `check` until it returns a truthy value; the last value after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
 
 
 def scrape(address) -> dict[tuple, float]:
