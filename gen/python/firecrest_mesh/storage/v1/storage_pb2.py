@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'firecrest_mesh/storage/v1/storage.proto\x12\x19\x66irecrest_mesh.storage.v1\x1a\x1cgoogle/api/annotations.proto\"8\n\x0fTransferJobLogs\x12\x12\n\noutput_log\x18\x01 \x01(\t\x12\x11\n\terror_log\x18\x02 \x01(\t\"\x93\x01\n\x0bTransferJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06system\x18\x02 \x01(\t\x12\x19\n\x11working_directory\x18\x03 \x01(\t\x12\x38\n\x04logs\x18\x04 \x01(\x0b\x32*.firecrest_mesh.storage.v1.TransferJobLogs\x12\x0f\n\x07task_id\x18\x05 \x01(\t\"F\n\x18UploadTransferDirectives\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x11\n\tfile_size\x18\x02 \x01(\x03\"\xb0\x01\n\x13\x43reateUploadRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12P\n\x13transfer_directives\x18\x04 \x01(\x0b\x32\x33.firecrest_mesh.storage.v1.UploadTransferDirectives\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"\x8a\x01\n UploadTransferDirectivesResponse\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x19\n\x11parts_upload_urls\x18\x02 \x03(\t\x12\x1b\n\x13\x63omplete_upload_url\x18\x03 \x01(\t\x12\x15\n\rmax_part_size\x18\x04 \x01(\r\"\xae\x01\n\x14\x43reateUploadResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\x12X\n\x13transfer_directives\x18\x02 \x01(\x0b\x32;.firecrest_mesh.storage.v1.UploadTransferDirectivesResponse\"H\n\x1a\x44ownloadTransferDirectives\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x11\n\tfile_size\x18\x02 \x01(\x03\"\xb4\x01\n\x15\x43reateDownloadRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12R\n\x13transfer_directives\x18\x04 \x01(\x0b\x32\x35.firecrest_mesh.storage.v1.DownloadTransferDirectives\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"S\n\"DownloadTransferDirectivesResponse\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x14\n\x0c\x64ownload_url\x18\x02 \x01(\t\"\xb2\x01\n\x16\x43reateDownloadResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\x12Z\n\x13transfer_directives\x18\x02 \x01(\x0b\x32=.firecrest_mesh.storage.v1.DownloadTransferDirectivesResponse\"p\n\x10MoveFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"Q\n\x11MoveFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\x85\x01\n\x10\x43opyFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65reference\x18\x05 \x01(\x08\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\"Q\n\x11\x43opyFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"H\n\x12\x44\x65leteFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\"S\n\x13\x44\x65leteFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\xb5\x01\n\x14\x43ompressFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x15\n\rmatch_pattern\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65reference\x18\x06 \x01(\x08\x12\x13\n\x0b\x63ompression\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x08 \x01(\t\"U\n\x15\x43ompressFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\x8a\x01\n\x15\x45xtractArchiveRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\"V\n\x16\x45xtractArchiveResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob2\x98\t\n\x0eStorageService\x12\xa5\x01\n\x0c\x43reateUpload\x12..firecrest_mesh.storage.v1.CreateUploadRequest\x1a/.firecrest_mesh.storage.v1.CreateUploadResponse\"4\x82\xd3\xe4\x93\x02.\")/filesystem/{system_name}/transfer/upload:\x01*\x12\xad\x01\n\x0e\x43reateDownload\x12\x30.firecrest_mesh.storage.v1.CreateDownloadRequest\x1a\x31.firecrest_mesh.storage.v1.CreateDownloadResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/filesystem/{system_name}/transfer/download:\x01*\x12\x98\x01\n\tMoveFiles\x12+.firecrest_mesh.storage.v1.MoveFilesRequest\x1a,.firecrest_mesh.storage.v1.MoveFilesResponse\"0\x82\xd3\xe4\x93\x02*\"%/filesystem/{system_name}/transfer/mv:\x01*\x12\x98\x01\n\tCopyFiles\x12+.firecrest_mesh.storage.v1.CopyFilesRequest\x1a,.firecrest_mesh.storage.v1.CopyFilesResponse\"0\x82\xd3\xe4\x93\x02*\"%/filesystem/{system_name}/transfer/cp:\x01*\x12\x9b\x01\n\x0b\x44\x65leteFiles\x12-.firecrest_mesh.storage.v1.DeleteFilesRequest\x1a..firecrest_mesh.storage.v1.DeleteFilesResponse\"-\x82\xd3\xe4\x93\x02\'*%/filesystem/{system_name}/transfer/rm\x12\xaa\x01\n\rCompressFiles\x12/.firecrest_mesh.storage.v1.CompressFilesRequest\x1a\x30.firecrest_mesh.storage.v1.CompressFilesResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/filesystem/{system_name}/transfer/compress:\x01*\x12\xac\x01\n\x0e\x45xtractArchive\x12\x30.firecrest_mesh.storage.v1.ExtractArchiveRequest\x1a\x31.firecrest_mesh.storage.v1.ExtractArchiveResponse\"5\x82\xd3\xe4\x93\x02/\"*/filesystem/{system_name}/transfer/extract:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'firecrest_mesh/storage/v1/storage.proto\x12\x19\x66irecrest_mesh.storage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"8\n\x0fTransferJobLogs\x12\x12\n\noutput_log\x18\x01 \x01(\t\x12\x11\n\terror_log\x18\x02 \x01(\t\"\x93\x01\n\x0bTransferJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06system\x18\x02 \x01(\t\x12\x19\n\x11working_directory\x18\x03 \x01(\t\x12\x38\n\x04logs\x18\x04 \x01(\x0b\x32*.firecrest_mesh.storage.v1.TransferJobLogs\x12\x0f\n\x07task_id\x18\x05 \x01(\t\"F\n\x18UploadTransferDirectives\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x11\n\tfile_size\x18\x02 \x01(\x03\"\xb0\x01\n\x13\x43reateUploadRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12P\n\x13transfer_directives\x18\x04 \x01(\x0b\x32\x33.firecrest_mesh.storage.v1.UploadTransferDirectives\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"\x8a\x01\n UploadTransferDirectivesResponse\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x19\n\x11parts_upload_urls\x18\x02 \x03(\t\x12\x1b\n\x13\x63omplete_upload_url\x18\x03 \x01(\t\x12\x15\n\rmax_part_size\x18\x04 \x01(\r\"\xae\x01\n\x14\x43reateUploadResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\x12X\n\x13transfer_directives\x18\x02 \x01(\x0b\x32;.firecrest_mesh.storage.v1.UploadTransferDirectivesResponse\"H\n\x1a\x44ownloadTransferDirectives\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x11\n\tfile_size\x18\x02 \x01(\x03\"\xb4\x01\n\x15\x43reateDownloadRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12R\n\x13transfer_directives\x18\x04 \x01(\x0b\x32\x35.firecrest_mesh.storage.v1.DownloadTransferDirectives\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"S\n\"DownloadTransferDirectivesResponse\x12\x17\n\x0ftransfer_method\x18\x01 \x01(\t\x12\x14\n\x0c\x64ownload_url\x18\x02 \x01(\t\"\xb2\x01\n\x16\x43reateDownloadResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\x12Z\n\x13transfer_directives\x18\x02 \x01(\x0b\x32=.firecrest_mesh.storage.v1.DownloadTransferDirectivesResponse\"p\n\x10MoveFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"Q\n\x11MoveFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\x85\x01\n\x10\x43opyFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65reference\x18\x05 \x01(\x08\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\"Q\n\x11\x43opyFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"H\n\x12\x44\x65leteFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\"S\n\x13\x44\x65leteFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\xb5\x01\n\x14\x43ompressFilesRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x15\n\rmatch_pattern\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65reference\x18\x06 \x01(\x08\x12\x13\n\x0b\x63ompression\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x08 \x01(\t\"U\n\x15\x43ompressFilesResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\x8a\x01\n\x15\x45xtractArchiveRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x13\n\x0btarget_path\x18\x04 \x01(\t\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\"V\n\x16\x45xtractArchiveResponse\x12<\n\x0ctransfer_job\x18\x01 \x01(\x0b\x32&.firecrest_mesh.storage.v1.TransferJob\"\x98\x01\n\x13UploadStreamRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\x04size\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\"\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x14.google.api.HttpBodyB\x07\n\x05_size\"B\n\x14UploadStreamResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"J\n\x15\x44ownloadStreamRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"A\n\x1cGetUploadStreamStatusRequest\x12\x13\n\x0bsystem_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"`\n\x1dGetUploadStreamStatusResponse\x12\x14\n\x0cpartial_path\x18\x01 \x01(\t\x12\x14\n\x0cpartial_size\x18\x02 \x01(\x03\x12\x13\n\x0bin_progress\x18\x03 \x01(\x08\x32\x9c\r\n\x0eStorageService\x12\xa5\x01\n\x0c\x43reateUpload\x12..firecrest_mesh.storage.v1.CreateUploadRequest\x1a/.firecrest_mesh.storage.v1.CreateUploadResponse\"4\x82\xd3\xe4\x93\x02.\")/filesystem/{system_name}/transfer/upload:\x01*\x12\xad\x01\n\x0e\x43reateDownload\x12\x30.firecrest_mesh.storage.v1.CreateDownloadRequest\x1a\x31.firecrest_mesh.storage.v1.CreateDownloadResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/filesystem/{system_name}/transfer/download:\x01*\x12\x98\x01\n\tMoveFiles\x12+.firecrest_mesh.storage.v1.MoveFilesRequest\x1a,.firecrest_mesh.storage.v1.MoveFilesResponse\"0\x82\xd3\xe4\x93\x02*\"%/filesystem/{system_name}/transfer/mv:\x01*\x12\x98\x01\n\tCopyFiles\x12+.firecrest_mesh.storage.v1.CopyFilesRequest\x1a,.firecrest_mesh.storage.v1.CopyFilesResponse\"0\x82\xd3\xe4\x93\x02*\"%/filesystem/{system_name}/transfer/cp:\x01*\x12\x9b\x01\n\x0b\x44\x65leteFiles\x12-.firecrest_mesh.storage.v1.DeleteFilesRequest\x1a..firecrest_mesh.storage.v1.DeleteFilesResponse\"-\x82\xd3\xe4\x93\x02\'*%/filesystem/{system_name}/transfer/rm\x12\xaa\x01\n\rCompressFiles\x12/.firecrest_mesh.storage.v1.CompressFilesRequest\x1a\x30.firecrest_mesh.storage.v1.CompressFilesResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/filesystem/{system_name}/transfer/compress:\x01*\x12\xaa\x01\n\x0cUploadStream\x12..firecrest_mesh.storage.v1.UploadStreamRequest\x1a/.firecrest_mesh.storage.v1.UploadStreamResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a)/filesystem/{system_name}/transfer/stream:\x04\x64\x61ta(\x01\x12\x8d\x01\n\x0e\x44ownloadStream\x12\x30.firecrest_mesh.storage.v1.DownloadStreamRequest\x1a\x14.google.api.HttpBody\"1\x82\xd3\xe4\x93\x02+\x12)/filesystem/{system_name}/transfer/stream0\x01\x12\xc4\x01\n\x15GetUploadStreamStatus\x12\x37.firecrest_mesh.storage.v1.GetUploadStreamStatusRequest\x1a\x38.firecrest_mesh.storage.v1.GetUploadStreamStatusResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/filesystem/{system_name}/transfer/stream/status\x12\xac\x01\n\x0e\x45xtractArchive\x12\x30.firecrest_mesh.storage.v1.ExtractArchiveRequest\x1a\x31.firecrest_mesh.storage.v1.ExtractArchiveResponse\"5\x82\xd3\xe4\x93\x02/\"*/filesystem/{system_name}/transfer/extract:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,48 +45,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STORAGESERVICE'].methods_by_name['DeleteFiles']._serialized_options = b'\202\323\344\223\002\'*%/filesystem/{system_name}/transfer/rm'
   _globals['_STORAGESERVICE'].methods_by_name['CompressFiles']._loaded_options = None
   _globals['_STORAGESERVICE'].methods_by_name['CompressFiles']._serialized_options = b'\202\323\344\223\0020\"+/filesystem/{system_name}/transfer/compress:\001*'
+  _globals['_STORAGESERVICE'].methods_by_name['UploadStream']._loaded_options = None
+  _globals['_STORAGESERVICE'].methods_by_name['UploadStream']._serialized_options = b'\202\323\344\223\0021\032)/filesystem/{system_name}/transfer/stream:\004data'
+  _globals['_STORAGESERVICE'].methods_by_name['DownloadStream']._loaded_options = None
+  _globals['_STORAGESERVICE'].methods_by_name['DownloadStream']._serialized_options = b'\202\323\344\223\002+\022)/filesystem/{system_name}/transfer/stream'
+  _globals['_STORAGESERVICE'].methods_by_name['GetUploadStreamStatus']._loaded_options = None
+  _globals['_STORAGESERVICE'].methods_by_name['GetUploadStreamStatus']._serialized_options = b'\202\323\344\223\0022\0220/filesystem/{system_name}/transfer/stream/status'
   _globals['_STORAGESERVICE'].methods_by_name['ExtractArchive']._loaded_options = None
   _globals['_STORAGESERVICE'].methods_by_name['ExtractArchive']._serialized_options = b'\202\323\344\223\002/\"*/filesystem/{system_name}/transfer/extract:\001*'
-  _globals['_TRANSFERJOBLOGS']._serialized_start=100
-  _globals['_TRANSFERJOBLOGS']._serialized_end=156
-  _globals['_TRANSFERJOB']._serialized_start=159
-  _globals['_TRANSFERJOB']._serialized_end=306
-  _globals['_UPLOADTRANSFERDIRECTIVES']._serialized_start=308
-  _globals['_UPLOADTRANSFERDIRECTIVES']._serialized_end=378
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=381
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=557
-  _globals['_UPLOADTRANSFERDIRECTIVESRESPONSE']._serialized_start=560
-  _globals['_UPLOADTRANSFERDIRECTIVESRESPONSE']._serialized_end=698
-  _globals['_CREATEUPLOADRESPONSE']._serialized_start=701
-  _globals['_CREATEUPLOADRESPONSE']._serialized_end=875
-  _globals['_DOWNLOADTRANSFERDIRECTIVES']._serialized_start=877
-  _globals['_DOWNLOADTRANSFERDIRECTIVES']._serialized_end=949
-  _globals['_CREATEDOWNLOADREQUEST']._serialized_start=952
-  _globals['_CREATEDOWNLOADREQUEST']._serialized_end=1132
-  _globals['_DOWNLOADTRANSFERDIRECTIVESRESPONSE']._serialized_start=1134
-  _globals['_DOWNLOADTRANSFERDIRECTIVESRESPONSE']._serialized_end=1217
-  _globals['_CREATEDOWNLOADRESPONSE']._serialized_start=1220
-  _globals['_CREATEDOWNLOADRESPONSE']._serialized_end=1398
-  _globals['_MOVEFILESREQUEST']._serialized_start=1400
-  _globals['_MOVEFILESREQUEST']._serialized_end=1512
-  _globals['_MOVEFILESRESPONSE']._serialized_start=1514
-  _globals['_MOVEFILESRESPONSE']._serialized_end=1595
-  _globals['_COPYFILESREQUEST']._serialized_start=1598
-  _globals['_COPYFILESREQUEST']._serialized_end=1731
-  _globals['_COPYFILESRESPONSE']._serialized_start=1733
-  _globals['_COPYFILESRESPONSE']._serialized_end=1814
-  _globals['_DELETEFILESREQUEST']._serialized_start=1816
-  _globals['_DELETEFILESREQUEST']._serialized_end=1888
-  _globals['_DELETEFILESRESPONSE']._serialized_start=1890
-  _globals['_DELETEFILESRESPONSE']._serialized_end=1973
-  _globals['_COMPRESSFILESREQUEST']._serialized_start=1976
-  _globals['_COMPRESSFILESREQUEST']._serialized_end=2157
-  _globals['_COMPRESSFILESRESPONSE']._serialized_start=2159
-  _globals['_COMPRESSFILESRESPONSE']._serialized_end=2244
-  _globals['_EXTRACTARCHIVEREQUEST']._serialized_start=2247
-  _globals['_EXTRACTARCHIVEREQUEST']._serialized_end=2385
-  _globals['_EXTRACTARCHIVERESPONSE']._serialized_start=2387
-  _globals['_EXTRACTARCHIVERESPONSE']._serialized_end=2473
-  _globals['_STORAGESERVICE']._serialized_start=2476
-  _globals['_STORAGESERVICE']._serialized_end=3652
+  _globals['_TRANSFERJOBLOGS']._serialized_start=127
+  _globals['_TRANSFERJOBLOGS']._serialized_end=183
+  _globals['_TRANSFERJOB']._serialized_start=186
+  _globals['_TRANSFERJOB']._serialized_end=333
+  _globals['_UPLOADTRANSFERDIRECTIVES']._serialized_start=335
+  _globals['_UPLOADTRANSFERDIRECTIVES']._serialized_end=405
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=408
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=584
+  _globals['_UPLOADTRANSFERDIRECTIVESRESPONSE']._serialized_start=587
+  _globals['_UPLOADTRANSFERDIRECTIVESRESPONSE']._serialized_end=725
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=728
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=902
+  _globals['_DOWNLOADTRANSFERDIRECTIVES']._serialized_start=904
+  _globals['_DOWNLOADTRANSFERDIRECTIVES']._serialized_end=976
+  _globals['_CREATEDOWNLOADREQUEST']._serialized_start=979
+  _globals['_CREATEDOWNLOADREQUEST']._serialized_end=1159
+  _globals['_DOWNLOADTRANSFERDIRECTIVESRESPONSE']._serialized_start=1161
+  _globals['_DOWNLOADTRANSFERDIRECTIVESRESPONSE']._serialized_end=1244
+  _globals['_CREATEDOWNLOADRESPONSE']._serialized_start=1247
+  _globals['_CREATEDOWNLOADRESPONSE']._serialized_end=1425
+  _globals['_MOVEFILESREQUEST']._serialized_start=1427
+  _globals['_MOVEFILESREQUEST']._serialized_end=1539
+  _globals['_MOVEFILESRESPONSE']._serialized_start=1541
+  _globals['_MOVEFILESRESPONSE']._serialized_end=1622
+  _globals['_COPYFILESREQUEST']._serialized_start=1625
+  _globals['_COPYFILESREQUEST']._serialized_end=1758
+  _globals['_COPYFILESRESPONSE']._serialized_start=1760
+  _globals['_COPYFILESRESPONSE']._serialized_end=1841
+  _globals['_DELETEFILESREQUEST']._serialized_start=1843
+  _globals['_DELETEFILESREQUEST']._serialized_end=1915
+  _globals['_DELETEFILESRESPONSE']._serialized_start=1917
+  _globals['_DELETEFILESRESPONSE']._serialized_end=2000
+  _globals['_COMPRESSFILESREQUEST']._serialized_start=2003
+  _globals['_COMPRESSFILESREQUEST']._serialized_end=2184
+  _globals['_COMPRESSFILESRESPONSE']._serialized_start=2186
+  _globals['_COMPRESSFILESRESPONSE']._serialized_end=2271
+  _globals['_EXTRACTARCHIVEREQUEST']._serialized_start=2274
+  _globals['_EXTRACTARCHIVEREQUEST']._serialized_end=2412
+  _globals['_EXTRACTARCHIVERESPONSE']._serialized_start=2414
+  _globals['_EXTRACTARCHIVERESPONSE']._serialized_end=2500
+  _globals['_UPLOADSTREAMREQUEST']._serialized_start=2503
+  _globals['_UPLOADSTREAMREQUEST']._serialized_end=2655
+  _globals['_UPLOADSTREAMRESPONSE']._serialized_start=2657
+  _globals['_UPLOADSTREAMRESPONSE']._serialized_end=2723
+  _globals['_DOWNLOADSTREAMREQUEST']._serialized_start=2725
+  _globals['_DOWNLOADSTREAMREQUEST']._serialized_end=2799
+  _globals['_GETUPLOADSTREAMSTATUSREQUEST']._serialized_start=2801
+  _globals['_GETUPLOADSTREAMSTATUSREQUEST']._serialized_end=2866
+  _globals['_GETUPLOADSTREAMSTATUSRESPONSE']._serialized_start=2868
+  _globals['_GETUPLOADSTREAMSTATUSRESPONSE']._serialized_end=2964
+  _globals['_STORAGESERVICE']._serialized_start=2967
+  _globals['_STORAGESERVICE']._serialized_end=4659
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -214,3 +215,57 @@ class ExtractArchiveResponse(_message.Message):
     TRANSFER_JOB_FIELD_NUMBER: _ClassVar[int]
     transfer_job: TransferJob
     def __init__(self, transfer_job: _Optional[_Union[TransferJob, _Mapping]] = ...) -> None: ...
+
+class UploadStreamRequest(_message.Message):
+    __slots__ = ("system_name", "path", "offset", "sha256", "size", "data")
+    SYSTEM_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    system_name: str
+    path: str
+    offset: int
+    sha256: str
+    size: int
+    data: _httpbody_pb2.HttpBody
+    def __init__(self, system_name: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class UploadStreamResponse(_message.Message):
+    __slots__ = ("path", "size", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class DownloadStreamRequest(_message.Message):
+    __slots__ = ("system_name", "path", "offset")
+    SYSTEM_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    system_name: str
+    path: str
+    offset: int
+    def __init__(self, system_name: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class GetUploadStreamStatusRequest(_message.Message):
+    __slots__ = ("system_name", "path")
+    SYSTEM_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    system_name: str
+    path: str
+    def __init__(self, system_name: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class GetUploadStreamStatusResponse(_message.Message):
+    __slots__ = ("partial_path", "partial_size", "in_progress")
+    PARTIAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    partial_path: str
+    partial_size: int
+    in_progress: bool
+    def __init__(self, partial_path: _Optional[str] = ..., partial_size: _Optional[int] = ..., in_progress: _Optional[bool] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from firecrest_mesh.storage.v1 import storage_pb2 as firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -64,6 +65,21 @@ class StorageServiceStub:
                 '/firecrest_mesh.storage.v1.StorageService/CompressFiles',
                 request_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.CompressFilesRequest.SerializeToString,
                 response_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.CompressFilesResponse.FromString,
+                _registered_method=True)
+        self.UploadStream = channel.stream_unary(
+                '/firecrest_mesh.storage.v1.StorageService/UploadStream',
+                request_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.UploadStreamRequest.SerializeToString,
+                response_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.UploadStreamResponse.FromString,
+                _registered_method=True)
+        self.DownloadStream = channel.unary_stream(
+                '/firecrest_mesh.storage.v1.StorageService/DownloadStream',
+                request_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.DownloadStreamRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetUploadStreamStatus = channel.unary_unary(
+                '/firecrest_mesh.storage.v1.StorageService/GetUploadStreamStatus',
+                request_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.GetUploadStreamStatusRequest.SerializeToString,
+                response_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.GetUploadStreamStatusResponse.FromString,
                 _registered_method=True)
         self.ExtractArchive = channel.unary_unary(
                 '/firecrest_mesh.storage.v1.StorageService/ExtractArchive',
@@ -140,6 +156,44 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadStream(self, request_iterator, context):
+        """Streams a file from the client to `path` on the system (see "Direct streaming" above). The first
+        message names the target (`system_name`, `path`, `offset`, `sha256`, `size`; ignored in later
+        messages); every message's `data.data` carries the next bytes, at most 4 MiB per message (the
+        gateway sends the raw HTTP request body of `PUT` this way, whatever its size). Answers HTTP 201
+        with the file's size and SHA-256 once the file replaced the target. Errors: 400 when `offset` is
+        negative, `sha256` is not 64 hex digits, `path` is a directory, the stream carried fewer bytes
+        than `size` (the partial stays: resume from the `partialSize` GetUploadStreamStatus reports) or
+        more, or when the SHA-256 differs from `sha256` (the partial is deleted: start over); 403 when the
+        caller may not write the target or its folder; 404 when the folder does not exist; 408 when no
+        bytes arrived for 5 minutes (the partial stays); 409 / ABORTED when `offset` is not 0 and differs
+        from the partial's size (the message names it) or another upload to the same target is running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadStream(self, request, context):
+        """Streams the file `path` from the system to the client from byte `offset` on, in messages of
+        1 MiB (`application/octet-stream`; see "Direct streaming" above for the headers announcing its
+        size and SHA-256, and for truncation). 400 when `path` is a directory or `offset` is negative or
+        beyond the end of the file; 403 when the caller may not read it; 404 when it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUploadStreamStatus(self, request, context):
+        """How much of an interrupted upload to `path` has arrived (the size of its partial file), so that
+        the client can resume it with UploadStream's `offset`; and whether an upload is running now.
+        404 when the target's folder does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExtractArchive(self, request, context):
         """Extracts the tar archive `path` into the existing directory `target_path` (`tar -x`). Answers
         HTTP 201; the job prints "Files were successfully extracted.".
@@ -180,6 +234,21 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.CompressFiles,
                     request_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.CompressFilesRequest.FromString,
                     response_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.CompressFilesResponse.SerializeToString,
+            ),
+            'UploadStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadStream,
+                    request_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.UploadStreamRequest.FromString,
+                    response_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.UploadStreamResponse.SerializeToString,
+            ),
+            'DownloadStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadStream,
+                    request_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.DownloadStreamRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetUploadStreamStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadStreamStatus,
+                    request_deserializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.GetUploadStreamStatusRequest.FromString,
+                    response_serializer=firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.GetUploadStreamStatusResponse.SerializeToString,
             ),
             'ExtractArchive': grpc.unary_unary_rpc_method_handler(
                     servicer.ExtractArchive,
@@ -350,6 +419,87 @@ class StorageService:
             '/firecrest_mesh.storage.v1.StorageService/CompressFiles',
             firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.CompressFilesRequest.SerializeToString,
             firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.CompressFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/firecrest_mesh.storage.v1.StorageService/UploadStream',
+            firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.UploadStreamRequest.SerializeToString,
+            firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.UploadStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/firecrest_mesh.storage.v1.StorageService/DownloadStream',
+            firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.DownloadStreamRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadStreamStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firecrest_mesh.storage.v1.StorageService/GetUploadStreamStatus',
+            firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.GetUploadStreamStatusRequest.SerializeToString,
+            firecrest__mesh_dot_storage_dot_v1_dot_storage__pb2.GetUploadStreamStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

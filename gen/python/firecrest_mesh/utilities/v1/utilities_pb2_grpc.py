@@ -217,6 +217,7 @@ class UtilitiesServiceServicer:
         completely before the first byte is sent, so an error never truncates a started download; the
         initial metadata `x-file-size` (an HTTP header through the gateway) announces its length.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
