@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: python gateway/openapi.py
 from gateway.openapi_schemas import (  # noqa: E402
     HTTP_BODY, SERVICE, SERVICE_METHOD, SYNTAX, WELL_KNOWN, Comments, Schemas, with_description)
 from gateway.api_descriptor import API_PACKAGE, DESCRIPTOR_SET, INTERNAL_SERVICES, method_rules  # noqa: E402
+from gateway.generated_file import write_or_check  # noqa: E402
 from gateway.render import LIVENESS_GRPC_PATH  # noqa: E402
 from services.common.config import REPO_ROOT  # noqa: E402
 
@@ -262,17 +263,7 @@ def render(descriptor_set: Path = DESCRIPTOR_SET) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in args:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(REPO_ROOT)} is stale: run `make gen`", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    print(OUT)
-    return 0
+    return write_or_check(OUT, render(), sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

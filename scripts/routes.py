@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from gateway.api_descriptor import DESCRIPTOR_SET, _api_files, method_rules  # noqa: E402
+from gateway.generated_file import write_or_check  # noqa: E402
 
 OUT = REPO_ROOT / "docs" / "api-routes.md"
 
@@ -55,16 +56,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv[1:]:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(REPO_ROOT)} is stale: run `make gen`", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    print(OUT)
-    return 0
+    return write_or_check(OUT, render(), sys.argv[1:])
 
 
 if __name__ == "__main__":
