@@ -43,44 +43,16 @@ class ApiError(Exception):
         return _GRPC_CODE_FOR_HTTP.get(self.http_status, grpc.StatusCode.UNKNOWN)
 
 
-class BadRequest(ApiError):
-    http_status = 400
-
-
-class Unauthenticated(ApiError):
-    http_status = 401
-
-
-class Forbidden(ApiError):
-    http_status = 403
-
-
-class NotFound(ApiError):
-    http_status = 404
-
-
-class RequestTimeout(ApiError):
-    """A remote command or SSH login took longer than its configured timeout."""
-
-    http_status = 408
-
-
-class PayloadTooLarge(ApiError):
-    http_status = 413
-
-
-class SshConnectionFailed(ApiError):
-    """The SSH connection to the system could not be opened or was lost (FirecREST v2: 424)."""
-
-    http_status = 424
-
-
-class InternalError(ApiError):
-    http_status = 500
-
-
-class ServiceUnavailable(ApiError):
-    http_status = 503
+# The errors handlers raise, one status each (one line each: all they add to ApiError is the status).
+class BadRequest(ApiError): http_status = 400
+class Unauthenticated(ApiError): http_status = 401
+class Forbidden(ApiError): http_status = 403
+class NotFound(ApiError): http_status = 404
+class RequestTimeout(ApiError): http_status = 408  # a remote command or SSH login outlived its timeout
+class PayloadTooLarge(ApiError): http_status = 413
+class SshConnectionFailed(ApiError): http_status = 424  # no SSH connection to the system (v2: 424)
+class InternalError(ApiError): http_status = 500
+class ServiceUnavailable(ApiError): http_status = 503
 
 
 def system_not_found() -> NotFound:

@@ -20,6 +20,7 @@ and returns an optional list of async start-up/shutdown hooks (e.g. the SSH pool
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -152,20 +153,29 @@ def _decoded(request):
     return request
 
 
+@contextlib.asynccontextmanager
+async def _handling(method: str, context: grpc.aio.ServicerContext, admission: Admission):
+    """Around one RPC's handler: the request id, the admission, the metrics, and the one mapping of an
+    exception to a status (`_abort`); cancellations and aborts pass through, counted."""
+    _enter_request(context)
+    start = time.perf_counter()
+    try:
+        await admission.admit(context, method)
+        yield
+    except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
+        _record(method, context, start, exc)
+        raise
+    except Exception as exc:
+        _record(method, context, start, exc)
+        await _abort(context, method, exc)
+    _record(method, context, start, None)
+
+
 def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callable:
     async def handler(request, context: grpc.aio.ServicerContext):
-        _enter_request(context)
         start = time.perf_counter()
-        try:
-            await admission.admit(context, method)
+        async with _handling(method, context, admission):
             response = await behavior(_decoded(request), context)
-        except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
-            _record(method, context, start, exc)
-            raise
-        except Exception as exc:
-            _record(method, context, start, exc)
-            await _abort(context, method, exc)
-        _record(method, context, start, None)
         log.info("%s ok", method, extra={"fields": {
             "method": method, "ms": round((time.perf_counter() - start) * 1000, 2)}})
         return response
@@ -175,19 +185,9 @@ def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callab
 def _wrap_stream(behavior: Callable, method: str, admission: Admission) -> Callable:
     """Server-streaming handlers: the same admission and error mapping, yielding responses."""
     async def handler(request, context: grpc.aio.ServicerContext):
-        _enter_request(context)
-        start = time.perf_counter()
-        try:
-            await admission.admit(context, method)
+        async with _handling(method, context, admission):
             async for item in behavior(_decoded(request), context):
                 yield item
-        except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
-            _record(method, context, start, exc)
-            raise
-        except Exception as exc:
-            _record(method, context, start, exc)
-            await _abort(context, method, exc)
-        _record(method, context, start, None)
     return handler
 
 
