@@ -5,7 +5,8 @@ does), prepares the S3 staging when the route needs it (`staging`, on a worker t
 job's script with its module in `jobs/`, submits it as the caller on the transfer partition through
 compute's `SlurmScheduler` (sbatch over SSH; an ambiguous submission is resolved by its marker), and
 answers v2's `transferJob` with 201 (200 for rm). Each job gets a task of kind "transfer" (tasks
-service), which compute's `JobFollower` follows to the job's end.
+service), which compute's `JobFollower` follows to the job's end. Direct streaming (no job, no S3)
+is `streaming`'s: the handlers only validate and hand over.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.common.identity import Caller
 from services.common.rpc import caller_and_system, created
 from services.common.ssh.pool import SshPool
 from services.common.ssh.runner import CommandRunner
+from services.common.ssh.stream import RemoteStreams
 from services.compute.follower import TRANSFER_KIND, marker_for_task
 from services.compute.scheduler import Scheduler
 from services.compute.submissions import MARKER_PREFIX
@@ -33,6 +35,7 @@ from services.compute.task_records import TaskEnded, TaskRecords
 from services.slurm.client import SlurmClient
 from services.slurm.scheduler import SlurmScheduler
 from services.storage import settings as storage_settings
+from services.storage import streaming
 from services.storage.jobs import file_ops, header, s3_egress, s3_ingress
 from services.storage.staging import S3Staging
 from services.storage.sweeper import Sweeper
@@ -55,8 +58,9 @@ def _method(directives) -> None:
 
 class StorageService(storage_pb2_grpc.StorageServiceServicer):
     def __init__(self, config: Config, runner: CommandRunner, scheduler: Scheduler, staging: S3Staging,
-                 tasks: TaskRecords | None):
+                 tasks: TaskRecords | None, streams: RemoteStreams | None = None):
         self._config = config
+        self._streams = streams
         self._runner = runner
         self._scheduler = scheduler
         self._staging = staging
@@ -145,6 +149,28 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
             transfer_directives=storage_pb2.DownloadTransferDirectivesResponse(
                 transfer_method=S3_METHOD, download_url=staged.download_url))
 
+    async def UploadStream(self, request_iterator, context):
+        first = await anext(request_iterator, None)
+        if first is None:
+            raise BadRequest("The upload stream carried no message.")
+        who, system = caller_and_system(self._config, first.system_name)
+        target = paths.validate(system, first.path)
+        digest = await streaming.upload(self._streams, who, system, target, first, request_iterator)
+        await created(context)
+        return storage_pb2.UploadStreamResponse(path=target, size=digest.size, sha256=digest.sha256)
+
+    async def DownloadStream(self, request, context):
+        who, system = caller_and_system(self._config, request.system_name)
+        path = paths.validate(system, request.path)
+        async for message in streaming.download(self._streams, who, system, path, request.offset, context):
+            yield message
+
+    async def GetUploadStreamStatus(self, request, context):
+        who, system = caller_and_system(self._config, request.system_name)
+        found = await streaming.status(self._streams, who, system, paths.validate(system, request.path))
+        return storage_pb2.GetUploadStreamStatusResponse(partial_path=found.path, partial_size=found.size,
+                                                         in_progress=found.in_progress)
+
     async def MoveFiles(self, request, context):
         who, system, source = self._source(request)
         target = paths.validate(system, request.target_path, name="targetPath")
@@ -188,13 +214,15 @@ def register(server, config: Config):
     staging = S3Staging(s3, storage_settings.read_credentials(s3))
     pool = SshPool.for_service(config, "storage")
     runner = CommandRunner(pool)
+    streams = RemoteStreams(pool, streaming.IDLE_SECONDS)
     storage_pb2_grpc.add_StorageServiceServicer_to_server(
         StorageService(config, runner, SlurmScheduler(SlurmClient(runner)), staging,
-                       TaskRecords(config, "storage") if "tasks" in config.services else None), server)
+                       TaskRecords(config, "storage") if "tasks" in config.services else None, streams), server)
     sweeper = Sweeper(staging)
     sweeper.start()
 
     async def shutdown():
         await sweeper.stop()
+        streams.close()
         await pool.close()
     return (shutdown,)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -205,6 +206,34 @@ class SshPool:
                 "system": system.name, "reason": failure.message, "delay_ms": round(delay * 1000)}})
             await asyncio.sleep(delay)
             attempt_timeout = deadline - loop.time()
+
+    @contextlib.asynccontextmanager
+    async def lease(self, caller: Caller, system: SystemConfig, command: str):
+        """A connection on which `caller` runs the (quoted) `command` on one channel for as long as the
+        `with` body lasts (a transfer of any size: `stream.RemoteStreams`). Yields the transport: one
+        channel slot of a pooled connection (session mode), given back on exit; in command mode a
+        connection of its own whose certificate allows only `command`, closed on exit. The body
+        closes its channel before it leaves."""
+        if caller.expires_at <= time.time():
+            raise Unauthenticated("Access token expired")
+        if system.ssh.certificate_mode == "command":
+            limit = self._command_mode_limits.setdefault((caller.username, system.name),
+                                                         asyncio.Semaphore(system.ssh.max_connections_per_user))
+            async with limit:
+                cert = await self._certificates.command_certificate(caller, command)
+                transport = await self._in_thread(open_transport, system, caller.username, cert,
+                                                  abandoned=lambda work: work.exception() or work.result().close())
+                try:
+                    yield transport
+                finally:
+                    transport.close()
+            return
+        self._ensure_janitor()
+        slot, connection = await self._acquire(caller, system)
+        try:
+            yield connection.transport
+        finally:
+            self._release(slot, connection)
 
     async def _run_once(self, caller: Caller, system: SystemConfig, command: str, stdin: bytes | None,
                         timeout: float, max_output: int | None) -> CommandResult:
