@@ -1,7 +1,8 @@
 """What the gateway learns from the API's descriptor set (gen/envoy/api_descriptor.pb, `make gen`):
 the public API's packages and services, each method's `google.api.http` rules (decoded in one place,
 `method_rules`), the REST routes as Lua patterns and RE2 regexes, the server-streaming routes served as
-server-sent events, and the field names REST calls differently. Read by gateway/render.py (the Envoy
+server-sent events, the byte streams (transfers without a size limit), and the field names REST calls
+differently. Read by gateway/render.py (the Envoy
 configuration), gateway/policies.py, gateway/openapi.py and scripts/routes.py.
 """
 
@@ -97,6 +98,17 @@ def event_streams(descriptor_set: Path) -> list[dict[str, str]]:
                                     "grpc_path": f"/{f.package}.{service.name}/{method.name}",
                                     "cluster": API_PACKAGE.match(f.package).group(1)})
     return streams
+
+
+def byte_streams(descriptor_set: Path) -> list[dict[str, str]]:
+    """RPCs that move raw bytes as a stream (client-streaming, or server-streaming `google.api.HttpBody`):
+    transfers of any size, which the gateway must not cut by the route timeout. Each: the gRPC path
+    and the service's name."""
+    return [{"grpc_path": f"/{f.package}.{service.name}/{method.name}", "cluster": API_PACKAGE.match(f.package).group(1)}
+            for f in _api_files(descriptor_set) for service in f.service
+            if f"{f.package}.{service.name}" not in INTERNAL_API_SERVICES
+            for method in service.method
+            if method.client_streaming or (method.server_streaming and method.output_type == HTTP_BODY)]
 
 
 def _lua_literal(text: str) -> str:

@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a script: python gateway/render.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.api_descriptor import (API_PACKAGE, DESCRIPTOR_SET, INTERNAL_API_SERVICES,  # noqa: E402
-                                    INTERNAL_SERVICES, ApiService, _api_files, api_services, event_streams,
+                                    INTERNAL_SERVICES, ApiService, _api_files, api_services, byte_streams, event_streams,
                                     log_routes, rest_field_names, rest_routes)
 from gateway import policies as gateway_policies  # noqa: E402
 from services.common import mesh_pki  # noqa: E402
@@ -89,6 +89,9 @@ MEMORY_RELEASE_INTERVAL = "1s"
 SEQUENTIAL_COMMANDS = 3
 # ... plus that pause (2 s), the wait for a free SSH channel of the user and the service's own work.
 ROUTE_MARGIN_SECONDS = 5
+# Byte streams (direct transfers) have no route timeout, only this idle timeout: longer than the storage
+# service's own (services/storage/streaming.py, IDLE_SECONDS), so its 408 reaches the client first.
+BYTE_STREAM_IDLE_TIMEOUT = "600s"
 # The committed example: config/local.yaml rendered with the state folder and the repository written
 # as tokens, so that the file is the same on every machine.
 EXAMPLE_CONFIG = REPO_ROOT / "config" / "local.yaml"
@@ -286,6 +289,12 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
     # Rate limits, IP filter, access control lists (gateway/policies.py).
     policies = gateway_policies.template_values(gw.policies, idp.username_claim, _api_files(descriptor_set),
                                                 set(routed))
+    # Byte streams get routes of their own (no timeout) that carry their rate class themselves.
+    expensive = {r["path"] for r in policies["expensive_routes"]}
+    streams = [{**s, "expensive": s["grpc_path"] in expensive} for s in byte_streams(descriptor_set)
+               if s["cluster"] in routed]
+    policies["expensive_routes"] = [r for r in policies["expensive_routes"]
+                                    if r["path"] not in {s["grpc_path"] for s in streams}]
     lua = env.get_template(LUA_TEMPLATE).render(
         username_claim=idp.username_claim, error_type_header=ERROR_TYPE_HEADER, max_url_bytes=MAX_URL_BYTES,
         rest_routes=rest_routes(descriptor_set), log_routes=log_routes(descriptor_set),
@@ -304,6 +313,7 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
         routes=routes, route_timeout=f"{route_timeout(cfg)}s",
         event_streams=[e for e in event_streams(descriptor_set) if e["cluster"] in routed],
+        byte_streams=streams, byte_stream_idle_timeout=BYTE_STREAM_IDLE_TIMEOUT,
         internal_prefixes=sorted(f"/{name}/" for name in INTERNAL_API_SERVICES
                                  if API_PACKAGE.match(name.rsplit(".", 1)[0]).group(1) in routed), error_type_header=ERROR_TYPE_HEADER,
         services=[service_cluster(name, cfg.addresses(name)) for name in routed],
