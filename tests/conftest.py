@@ -137,6 +137,7 @@ def _kind(item) -> str:
 def pytest_configure(config):
     for kind in KINDS:
         config.addinivalue_line("markers", f"{kind}: tests of the tests/{kind}/ folder")
+    config.addinivalue_line("markers", "large: moves a gigabyte or more (deselect with -m 'not large')")
 
 
 def pytest_collection_modifyitems(config, items):

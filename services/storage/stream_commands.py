@@ -38,6 +38,7 @@ LOCK_WAIT_SECONDS = 5
 _RESOLVE = r'''if [ -L "$target" ]; then target=$(readlink -f -- "$target") || exit 1; fi
 partial="${target%/*}/.${target##*/}.firecrest-partial"
 if [ ! -d "${target%/*}/" ]; then echo "${target%/*}: No such file or directory" >&2; exit 1; fi
+if [ ! -x "${target%/*}/" ]; then echo "${target%/*}: Permission denied" >&2; exit 1; fi
 '''
 
 _UPLOAD = r'''target=$1 offset=$2 want_sum=$3 want_size=$4
