@@ -1,8 +1,8 @@
 """Fixtures for servicer unit tests: a servicer on a real gRPC channel, in process, in milliseconds.
 
-`serve(add_to_server, servicer)` starts a real grpc.aio server on 127.0.0.1:0 with the mesh's own
+`serve(grpc_module, servicer)` starts a real grpc.aio server on 127.0.0.1:0 with the mesh's own
 `AdmissionInterceptor` (services/common/server.py) over mutual TLS with a throw-away mesh PKI, and
-returns a synchronous client channel presenting the gateway's (`envoy`) certificate. The interceptor
+returns a stub on a synchronous client channel presenting the gateway's (`envoy`) certificate. The interceptor
 verifies every caller's token with a `TokenVerifier` whose signing key is set here (no identity
 provider), so tests mint their own tokens (`tokens.metadata("alice")`). No gateway, no cluster: the
 servicer's scheduler or command runner is replaced at its interface by the test.
@@ -88,13 +88,18 @@ def server_loop():
 
 @pytest.fixture
 def serve(unit_config, tokens, server_loop):
-    """serve(add_to_server, servicer) -> a grpc.Channel to `servicer` behind the real interceptor."""
+    """serve(grpc_module, servicer) -> a stub of `servicer` (an XService of the generated `grpc_module`,
+    e.g. compute_pb2_grpc) on a channel to it behind the real interceptor."""
     started: list[tuple[grpc.aio.Server, grpc.Channel]] = []
 
     def on_loop(coro):
         return asyncio.run_coroutine_threadsafe(coro, server_loop).result(10)
 
-    def start(add_to_server, servicer) -> grpc.Channel:
+    def start(grpc_module, servicer):
+        service = next(base.__name__.removesuffix("Servicer") for base in type(servicer).__mro__
+                       if base.__module__ == grpc_module.__name__)
+        add_to_server = getattr(grpc_module, f"add_{service}Servicer_to_server")
+
         async def make():
             admission = Admission({mesh_pki.GATEWAY}, tokens.verifier, frozenset())
             server = grpc.aio.server(interceptors=[AdmissionInterceptor(admission)])
@@ -107,7 +112,7 @@ def serve(unit_config, tokens, server_loop):
                                                             SERVER_COMPONENT: f"127.0.0.1:{port}"})
         channel = mesh_tls.channel(target, mesh_pki.GATEWAY, SERVER_COMPONENT)
         started.append((server, channel))
-        return channel
+        return getattr(grpc_module, f"{service}Stub")(channel)
 
     yield start
     for server, channel in started:
@@ -122,6 +127,16 @@ def _http_code(call_or_error) -> str | None:
             if key == "x-http-code":
                 return value
     return None
+
+
+@pytest.fixture(scope="session")
+def rpc_error():
+    """rpc_error(call) -> the grpc.RpcError that `call()` raises (the test fails if it raises none)."""
+    def raised(call) -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        return err.value
+    return raised
 
 
 @pytest.fixture(scope="session")

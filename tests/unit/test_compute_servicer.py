@@ -73,8 +73,7 @@ def scheduler() -> FakeScheduler:
 
 @pytest.fixture
 def stub(serve, unit_config, scheduler):
-    channel = serve(compute_pb2_grpc.add_ComputeServiceServicer_to_server, ComputeService(unit_config, scheduler))
-    return compute_pb2_grpc.ComputeServiceStub(channel)
+    return serve(compute_pb2_grpc, ComputeService(unit_config, scheduler))
 
 
 def job(**fields) -> compute_pb2.JobDescription:
@@ -88,12 +87,6 @@ def submit(stub, tokens, description=None, *, user="alice", key=None, system=SYS
     extra = (("idempotency-key", key),) if key is not None else ()
     return stub.SubmitJob.with_call(compute_pb2.SubmitJobRequest(system_name=system, job=description or job()),
                                     metadata=tokens.metadata(user, *extra))
-
-
-def rpc_error(call) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as err:
-        call()
-    return err.value
 
 
 # -- submit ------------------------------------------------------------------------------------------
@@ -128,14 +121,14 @@ def test_submit_env_object_reaches_the_spec(stub, tokens, scheduler):
 ], ids=["no-workdir", "relative-workdir", "outside-filesystems", "dotdot", "empty-script", "both-scripts",
         "relative-script-path", "newline-in-name", "relative-stdout"])
 def test_invalid_submission_is_400_and_reaches_no_scheduler(stub, tokens, scheduler, http_code, description,
-                                                             message):
+                                                             message, rpc_error):
     error = rpc_error(lambda: submit(stub, tokens, description))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and http_code(error) == "400"
     assert message in error.details()
     assert scheduler.calls == []
 
 
-def test_invalid_env_name_is_400(stub, tokens, scheduler):
+def test_invalid_env_name_is_400(stub, tokens, scheduler, rpc_error):
     env = struct_pb2.Value()
     env.struct_value.update({"1BAD": "x"})
     error = rpc_error(lambda: submit(stub, tokens, job(env=env)))
@@ -143,13 +136,13 @@ def test_invalid_env_name_is_400(stub, tokens, scheduler):
     assert scheduler.calls == []
 
 
-def test_unknown_system_is_404(stub, tokens, scheduler, http_code):
+def test_unknown_system_is_404(stub, tokens, scheduler, http_code, rpc_error):
     error = rpc_error(lambda: submit(stub, tokens, system="nosuchsystem"))
     assert (error.code(), error.details(), http_code(error)) == (grpc.StatusCode.NOT_FOUND, "System not found", "404")
     assert scheduler.calls == []
 
 
-def test_without_a_valid_token_nothing_runs(stub, tokens, scheduler, http_code):
+def test_without_a_valid_token_nothing_runs(stub, tokens, scheduler, http_code, rpc_error):
     request = compute_pb2.SubmitJobRequest(system_name=SYSTEM, job=job())
     error = rpc_error(lambda: stub.SubmitJob(request))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED and http_code(error) == "401"
@@ -179,7 +172,7 @@ def test_concurrent_calls_with_the_same_key_submit_once(stub, tokens, scheduler)
     assert [c[0] for c in scheduler.calls].count("submit") == 1
 
 
-def test_a_schedulers_error_keeps_its_status(stub, tokens, scheduler, http_code):
+def test_a_schedulers_error_keeps_its_status(stub, tokens, scheduler, http_code, rpc_error):
     scheduler.error = RequestTimeout("Remote process failed with exit status:124 (sbatch timed out)")
     error = rpc_error(lambda: submit(stub, tokens, key="k"))
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and http_code(error) == "408"
@@ -188,7 +181,7 @@ def test_a_schedulers_error_keeps_its_status(stub, tokens, scheduler, http_code)
 
 # -- the other routes --------------------------------------------------------------------------------
 
-def test_unknown_job_is_404_job_not_found(stub, tokens, http_code):
+def test_unknown_job_is_404_job_not_found(stub, tokens, http_code, rpc_error):
     error = rpc_error(lambda: stub.GetJob(compute_pb2.GetJobRequest(system_name=SYSTEM, job_id="999"),
                                           metadata=tokens.metadata()))
     assert (error.code(), error.details(), http_code(error)) == (grpc.StatusCode.NOT_FOUND, "Job not found.", "404")
@@ -202,7 +195,7 @@ def test_known_job_is_200(stub, tokens, scheduler, http_code):
 
 
 @pytest.mark.parametrize("job_id", ["", "1;rm", "12 3", "../1"])
-def test_malformed_job_id_is_400_before_the_scheduler(stub, tokens, scheduler, job_id):
+def test_malformed_job_id_is_400_before_the_scheduler(stub, tokens, scheduler, job_id, rpc_error):
     for method, request in ((stub.GetJob, compute_pb2.GetJobRequest), (stub.CancelJob, compute_pb2.CancelJobRequest),
                             (stub.GetJobMetadata, compute_pb2.GetJobMetadataRequest)):
         error = rpc_error(lambda: method(request(system_name=SYSTEM, job_id=job_id), metadata=tokens.metadata()))
@@ -220,7 +213,7 @@ def test_cancel_and_attach_are_204(stub, tokens, scheduler, http_code):
     assert scheduler.calls == [("cancel", "alice", "7"), ("attach", "alice", "7", "hostname")]
 
 
-def test_attach_needs_a_command(stub, tokens, scheduler):
+def test_attach_needs_a_command(stub, tokens, scheduler, rpc_error):
     for command in ("", "  ", "a\0b"):
         error = rpc_error(lambda: stub.AttachToJob(
             compute_pb2.AttachToJobRequest(system_name=SYSTEM, job_id="7", command=command), metadata=tokens.metadata()))
@@ -228,7 +221,7 @@ def test_attach_needs_a_command(stub, tokens, scheduler):
     assert scheduler.calls == []
 
 
-def test_cancel_of_another_users_job_is_403(stub, tokens, scheduler, http_code):
+def test_cancel_of_another_users_job_is_403(stub, tokens, scheduler, http_code, rpc_error):
     scheduler.error = Forbidden("Access/permission denied")
     error = rpc_error(lambda: stub.CancelJob(compute_pb2.CancelJobRequest(system_name=SYSTEM, job_id="7"),
                                              metadata=tokens.metadata("bob")))
@@ -236,7 +229,7 @@ def test_cancel_of_another_users_job_is_403(stub, tokens, scheduler, http_code):
     assert scheduler.calls == [("cancel", "bob", "7")]
 
 
-def test_list_jobs_validates_its_filters(stub, tokens, scheduler):
+def test_list_jobs_validates_its_filters(stub, tokens, scheduler, rpc_error):
     response = stub.ListJobs(compute_pb2.ListJobsRequest(system_name=SYSTEM, allusers=True, name="x",
                                                          time_window="1h"), metadata=tokens.metadata())
     assert list(response.jobs) == []

@@ -89,16 +89,10 @@ def checker(unit_config, pool, tokens, monkeypatch):
 @pytest.fixture
 def stub(serve, unit_config, runner, checker):
     servicer = StatusService(unit_config, SlurmClient(runner), checker)
-    return status_pb2_grpc.StatusServiceStub(serve(status_pb2_grpc.add_StatusServiceServicer_to_server, servicer))
+    return serve(status_pb2_grpc, servicer)
 
 
-def rpc_error(call) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as err:
-        call()
-    return err.value
-
-
-def test_unknown_system_is_404_and_runs_nothing(stub, tokens, runner, http_code):
+def test_unknown_system_is_404_and_runs_nothing(stub, tokens, runner, http_code, rpc_error):
     for method, request in ((stub.ListNodes, s.ListNodesRequest), (stub.ListPartitions, s.ListPartitionsRequest),
                             (stub.ListReservations, s.ListReservationsRequest), (stub.GetUserInfo, s.GetUserInfoRequest)):
         error = rpc_error(lambda: method(request(system_name="nosuchsystem"), metadata=tokens.metadata()))
@@ -122,7 +116,7 @@ def test_nodes_partitions_reservations_userinfo_map_slurms_output(stub, tokens, 
     assert {timeout for _, _, timeout in runner.calls} == {unit_config.system(SYSTEM).scheduler.timeout}
 
 
-def test_slurm_failures_are_mapped(stub, tokens, runner, http_code):
+def test_slurm_failures_are_mapped(stub, tokens, runner, http_code, rpc_error):
     runner.answers["sinfo"] = CommandResult(1, b"", b"sinfo: error: Unable to contact slurm controller (connect failure)\n")
     error = rpc_error(lambda: stub.ListNodes(s.ListNodesRequest(system_name=SYSTEM), metadata=tokens.metadata()))
     assert (error.code(), http_code(error)) == (grpc.StatusCode.UNAVAILABLE, "503")
@@ -132,7 +126,7 @@ def test_slurm_failures_are_mapped(stub, tokens, runner, http_code):
     assert (error.code(), http_code(error)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "408")
 
 
-def test_no_token_is_401(stub, runner, http_code):
+def test_no_token_is_401(stub, runner, http_code, rpc_error):
     error = rpc_error(lambda: stub.ListSystems(s.ListSystemsRequest()))
     assert (error.code(), http_code(error)) == (grpc.StatusCode.UNAUTHENTICATED, "401")
 

@@ -57,14 +57,7 @@ def runner() -> FakeRunner:
 
 @pytest.fixture
 def stub(serve, unit_config, runner):
-    channel = serve(utilities_pb2_grpc.add_UtilitiesServiceServicer_to_server, UtilitiesService(unit_config, runner))
-    return utilities_pb2_grpc.UtilitiesServiceStub(channel)
-
-
-def rpc_error(call) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as err:
-        call()
-    return err.value
+    return serve(utilities_pb2_grpc, UtilitiesService(unit_config, runner))
 
 
 # -- path validation ---------------------------------------------------------------------------------
@@ -77,7 +70,7 @@ def rpc_error(call) -> grpc.RpcError:
     ("/scratch/alice/a\0b", "contains a NUL byte"),
     ("/scratch/" + "x" * 5000, "is longer than 4095 bytes"),
 ], ids=["missing", "relative", "dotdot", "outside", "nul", "too-long"])
-def test_invalid_path_is_400_and_runs_nothing(stub, tokens, runner, http_code, path, message):
+def test_invalid_path_is_400_and_runs_nothing(stub, tokens, runner, http_code, path, message, rpc_error):
     for method, request in ((stub.ListFiles, u.ListFilesRequest), (stub.HeadFile, u.HeadFileRequest),
                             (stub.DeleteFile, u.DeleteFileRequest), (stub.StatFile, u.StatFileRequest)):
         error = rpc_error(lambda: method(request(system_name=SYSTEM, path=path), metadata=tokens.metadata()))
@@ -86,7 +79,7 @@ def test_invalid_path_is_400_and_runs_nothing(stub, tokens, runner, http_code, p
     assert runner.calls == []
 
 
-def test_second_path_fields_are_validated_by_name(stub, tokens, runner):
+def test_second_path_fields_are_validated_by_name(stub, tokens, runner, rpc_error):
     error = rpc_error(lambda: stub.CreateSymlink(u.CreateSymlinkRequest(
         system_name=SYSTEM, path="/scratch/alice/a", link_path="/etc/x"), metadata=tokens.metadata()))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "`linkPath` path (/etc/x)" in error.details()
@@ -96,7 +89,7 @@ def test_second_path_fields_are_validated_by_name(stub, tokens, runner):
     assert runner.calls == []
 
 
-def test_unknown_system_is_404(stub, tokens, runner, http_code):
+def test_unknown_system_is_404(stub, tokens, runner, http_code, rpc_error):
     error = rpc_error(lambda: stub.ListFiles(u.ListFilesRequest(system_name="nosuchsystem", path="/scratch"),
                                              metadata=tokens.metadata()))
     assert (error.code(), error.details(), http_code(error)) == (grpc.StatusCode.NOT_FOUND, "System not found", "404")
@@ -111,7 +104,7 @@ def test_unknown_system_is_404(stub, tokens, runner, http_code):
     ({"num_bytes": -5}, "`bytes` must not be negative."),
     ({"num_bytes": 2 ** 62}, "`bytes` must be at most"),
 ])
-def test_head_and_tail_bounds_are_400(stub, tokens, runner, amount, message):
+def test_head_and_tail_bounds_are_400(stub, tokens, runner, amount, message, rpc_error):
     for method, request in ((stub.HeadFile, u.HeadFileRequest), (stub.TailFile, u.TailFileRequest)):
         error = rpc_error(lambda: method(request(system_name=SYSTEM, path="/scratch/alice/f", **amount),
                                          metadata=tokens.metadata()))
@@ -129,7 +122,7 @@ def test_head_runs_as_the_caller_under_the_command_timeout(stub, tokens, runner,
     assert timeout == unit_config.system(SYSTEM).ssh.timeouts.command_execution
 
 
-def test_invalid_chmod_mode_is_400(stub, tokens, runner):
+def test_invalid_chmod_mode_is_400(stub, tokens, runner, rpc_error):
     for mode in ("", "-w; touch x", "8888", "u+rwx;g=x", "--reference=/etc/shadow"):
         error = rpc_error(lambda: stub.ChangeMode(u.ChangeModeRequest(
             system_name=SYSTEM, path="/scratch/alice/f", mode=mode), metadata=tokens.metadata()))
@@ -153,14 +146,14 @@ def test_invalid_chmod_mode_is_400(stub, tokens, runner):
         system_name=SYSTEM, path=f"{CAPTURE}/missing $(id)"), metadata=md), grpc.StatusCode.NOT_FOUND, "404"),
 ], ids=["head-directory-400", "rm-missing-404", "chown-403", "mkdir-exists-400", "file-stdout-404"])
 def test_failed_command_is_mapped_by_its_error_for(stub, tokens, runner, http_code, program, captured_failure, call,
-                                                   status, http):
+                                                   status, http, rpc_error):
     runner.answers[program] = failure(captured_failure)
     error = rpc_error(lambda: call(stub, tokens.metadata()))
     assert error.code() == status and http_code(error) == http
     assert error.details().startswith(f"Remote process failed with exit status:{FAILURES[captured_failure]['exit_status']}")
 
 
-def test_timeout_is_408_and_unknown_failure_500(stub, tokens, runner, http_code):
+def test_timeout_is_408_and_unknown_failure_500(stub, tokens, runner, http_code, rpc_error):
     request = u.ChecksumFileRequest(system_name=SYSTEM, path="/scratch/alice/f")
     runner.answers["sha256sum"] = CommandResult(124, b"", b"")
     error = rpc_error(lambda: stub.ChecksumFile(request, metadata=tokens.metadata()))
