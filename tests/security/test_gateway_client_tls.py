@@ -1,30 +1,25 @@
-"""TLS for the gateway's clients: with `gateway.tls` set, a second real Envoy (own ports and base id)
-rendered from a copy of the configuration serves REST over HTTPS and native gRPC over TLS (h2) in front
-of the same services, and refuses plaintext."""
+"""TLS for the gateway's clients: with `gateway.tls` set, a second real Envoy (own ports and base id:
+tests/security/second_gateway.py) serves REST over HTTPS and native gRPC over TLS (h2) in front of the
+same services, and refuses plaintext."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import ssl
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import grpc
 import httpx
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common.config import REPO_ROOT, read_config_file
+from tests.security.second_gateway import second_gateway
 
-ENVOY = Path(sys.executable).parent / "envoy"
 LISTEN, ADMIN = "127.0.0.1:18443", "127.0.0.1:19911"
 
 
@@ -57,32 +52,10 @@ def _server_certificate(folder: Path) -> tuple[Path, Path, Path]:
 def tls_gateway(config, gateway_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("client-tls")
     ca, cert, key = _server_certificate(folder)
-    data = read_config_file(config.path)  # `extends:` followed (make test runs config/unlimited.yaml)
-    data["state_dir"] = str(config.state_dir)
-    data["gateway"].update(listen=LISTEN, admin=ADMIN, tls={"certificate": str(cert), "private_key": str(key)})
-    (folder / "config.yaml").write_text(yaml.safe_dump(data))
-    out = folder / "envoy.yaml"
-    subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(folder / "config.yaml"),
-                    "--out", str(out)], check=True, cwd=REPO_ROOT, capture_output=True)
-    log = open(folder / "envoy.log", "wb")
-    envoy = subprocess.Popen([str(ENVOY), "-c", str(out), "--base-id", "919", "--concurrency", "1",
-                              "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"https://{LISTEN}/status/liveness/", verify=ssl.create_default_context(cafile=str(ca)),
-                             timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert envoy.poll() is None, (folder / "envoy.log").read_text()
-            assert time.monotonic() < deadline, "the TLS gateway did not come up"
-            time.sleep(0.2)
+    settings = {"listen": LISTEN, "admin": ADMIN, "tls": {"certificate": str(cert), "private_key": str(key)}}
+    with second_gateway(config, folder, settings, f"https://{LISTEN}/status/liveness/",
+                        verify=ssl.create_default_context(cafile=str(ca))):
         yield ca
-    finally:
-        envoy.terminate()
-        envoy.wait(10)
 
 
 def test_rest_over_https_reaches_the_services(tls_gateway, token):

@@ -1,28 +1,22 @@
 """The gateway's policies on the real stack: rate limits, IP filtering and access control lists.
 
-A second real Envoy (own ports and base id) is rendered from a copy of the configuration with strict
-policies, in front of the same services and identity provider, so that the shared gateway keeps its
-permissive defaults for every other test. Clients bind other loopback addresses (127.0.0.2, ...: Linux
+A second real Envoy (own ports and base id: tests/security/second_gateway.py) with strict policies is
+rendered from a copy of the configuration, in front of the same services and identity provider, so
+that the shared gateway keeps its permissive defaults for every other test. Clients bind other loopback addresses (127.0.0.2, ...: Linux
 answers on all of 127/8) to be another client address. Nothing here depends on timing: a burst goes on
 until the limit answers, bounded by a number of requests far above the budget.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import grpc
 import httpx
 import pytest
-import yaml
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
-from services.common.config import REPO_ROOT, read_config_file
+from tests.security.second_gateway import second_gateway
 
-ENVOY = Path(sys.executable).parent / "envoy"
 LISTEN, ADMIN = "127.0.0.1:18092", "127.0.0.1:19913"
 URL = f"http://{LISTEN}"
 DENIED = "127.0.0.2"  # in the global deny list
@@ -45,31 +39,8 @@ BURST_BOUND = 400  # far above any budget above: the answer must change before t
 @pytest.fixture(scope="module")
 def policy_gateway(config, gateway_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway-policies")
-    data = read_config_file(config.path)  # `extends:` followed (make test runs config/unlimited.yaml)
-    data["state_dir"] = str(config.state_dir)
-    data["gateway"].update(listen=LISTEN, admin=ADMIN, **POLICIES)
-    (folder / "config.yaml").write_text(yaml.safe_dump(data))
-    out = folder / "envoy.yaml"
-    subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(folder / "config.yaml"),
-                    "--out", str(out)], check=True, cwd=REPO_ROOT, capture_output=True)
-    log = open(folder / "envoy.log", "wb")
-    envoy = subprocess.Popen([str(ENVOY), "-c", str(out), "--base-id", "921", "--concurrency", "1",
-                              "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{URL}/status/liveness/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert envoy.poll() is None, (folder / "envoy.log").read_text()
-            assert time.monotonic() < deadline, "the policy gateway did not come up"
-            time.sleep(0.2)
+    with second_gateway(config, folder, {"listen": LISTEN, "admin": ADMIN, **POLICIES}, f"{URL}/status/liveness/"):
         yield URL
-    finally:
-        envoy.terminate()
-        envoy.wait(10)
 
 
 def _client(token: str, source: str = "127.0.0.1") -> httpx.Client:
