@@ -22,6 +22,7 @@ import pytest
 
 from services.common.config import load_config
 from services.common.oidc_client import fetch_token
+from tests.clients import bearer_clients
 
 DEV_SECRETS = {"alice": "alice-secret", "bob": "bob-secret"}
 
@@ -60,16 +61,8 @@ def caller_of(config, token):
 @pytest.fixture(scope="session")
 def api(gateway_url, token):
     """api(user) -> an httpx.Client on the gateway that sends `user`'s bearer token."""
-    clients = []
-
-    def make(user: str = "alice") -> httpx.Client:
-        client = httpx.Client(base_url=gateway_url, timeout=60,
-                              headers={"Authorization": f"Bearer {token(user)}"})
-        clients.append(client)
-        return client
-    yield make
-    for c in clients:
-        c.close()
+    with bearer_clients(gateway_url, token) as make:
+        yield make
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from services.common.config import REPLICA_ENV, REPO_ROOT, Config, load_config
+from tests.clients import bearer_clients
 
 ENVOY = Path(sys.executable).parent / "envoy"
 HEALTH_PORT_OFFSET = 1000  # services/common/health_listener.py: a service's health port is port + 1000
@@ -197,13 +198,5 @@ def redis_tasks_deployment(config, gateway_url, token, tmp_path_factory):
 def redis_tasks_api(redis_tasks_deployment, token):
     """redis_tasks_api(user) -> an httpx.Client on the second deployment's gateway with `user`'s token
     (the same as the `api` fixture on the running mesh's)."""
-    clients = []
-
-    def make(user: str = "alice") -> httpx.Client:
-        client = httpx.Client(base_url=redis_tasks_deployment.url, timeout=60,
-                              headers={"Authorization": f"Bearer {token(user)}"})
-        clients.append(client)
-        return client
-    yield make
-    for c in clients:
-        c.close()
+    with bearer_clients(redis_tasks_deployment.url, token) as make:
+        yield make
