@@ -268,13 +268,17 @@ async def serve(name: str, register: Register, config: Config | None = None,
     # the token, so a long path query failed now and then as RESOURCE_EXHAUSTED (a 413 at the gateway).
     # The gateway's own header limit (96 KiB) is the bound that matters.
     max_metadata = 128 * 1024
+    # A fixed 1 MiB receive window per stream (no BDP probing, which let it grow to many MiB): a
+    # client-streaming upload that arrives faster than the service passes it on waits in the sender,
+    # not in this process (storage's peak RSS during a 200 MiB streamed upload: 128 → 85 MiB).
     server = grpc.aio.server(interceptors=[AdmissionInterceptor(
                                  admission_for(name, config, public_methods, internal_services))],
                              options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", max_request),
                                       ("grpc.max_metadata_size", max_metadata),
                                       ("grpc.absolute_max_metadata_size", max_metadata),
-                                      ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+                                      ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                                      ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1 << 20)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     shutdown_hooks = list(register(server, config) or ())

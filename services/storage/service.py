@@ -218,7 +218,7 @@ def register(server, config: Config):
     storage_pb2_grpc.add_StorageServiceServicer_to_server(
         StorageService(config, runner, SlurmScheduler(SlurmClient(runner)), staging,
                        TaskRecords(config, "storage") if "tasks" in config.services else None, streams), server)
-    sweeper = Sweeper(staging)
+    sweeper = Sweeper(staging, config.path)
     sweeper.start()
 
     async def shutdown():

@@ -6,18 +6,18 @@ Two clients sign: the private one (`private_url`) talks to S3 for the service an
 transfer jobs on the system use; the public one (`public_url`) signs the URLs handed to the client.
 Presigning is local; creating a bucket or a multipart upload is a call to S3, made on a worker thread
 (`asyncio.to_thread`) by the servicer. S3 unreachable or refusing → 503.
+
+boto3 is imported and the clients made on first use, not at start-up: they hold ~23 MiB (the S3
+service model), which a storage process serving only direct streams and transfer jobs never needs.
 """
 
 from __future__ import annotations
 
 import math
 import posixpath
+import threading
 import uuid
 from dataclasses import dataclass
-
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.errors import BadRequest, ServiceUnavailable
 from services.storage.settings import S3Credentials, S3Settings
@@ -69,6 +69,9 @@ def lifecycle(days: int) -> dict:
 
 
 def _client(url: str, settings: S3Settings, credentials: S3Credentials):
+    import boto3  # lazy: see the module's docstring
+    from botocore.config import Config as BotoConfig
+
     config = BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"},
                         connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
     return boto3.client("s3", endpoint_url=url, region_name=settings.region, config=config,
@@ -81,8 +84,25 @@ class S3Staging:
 
     def __init__(self, settings: S3Settings, credentials: S3Credentials):
         self.settings = settings
-        self.private = _client(settings.private_url, settings, credentials)
-        self.public = _client(settings.public_url, settings, credentials)
+        self._credentials = credentials
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _client_for(self, url: str):
+        with self._lock:
+            if url not in self._clients:
+                self._clients[url] = _client(url, self.settings, self._credentials)
+            return self._clients[url]
+
+    @property
+    def private(self):
+        """The client of `private_url` (the service's calls, the jobs' URLs)."""
+        return self._client_for(self.settings.private_url)
+
+    @property
+    def public(self):
+        """The client of `public_url` (the URLs handed to clients)."""
+        return self._client_for(self.settings.public_url)
 
     def _sign(self, client, operation: str, method: str | None = None, **params) -> str:
         return client.generate_presigned_url(operation, Params=params, HttpMethod=method,
@@ -90,6 +110,7 @@ class S3Staging:
 
     def ensure_bucket(self, bucket: str) -> None:
         """Creates the user's bucket with v2's lifecycle rule; an existing one of ours is kept as is."""
+        from botocore.exceptions import ClientError
         try:
             self.private.create_bucket(Bucket=bucket)
         except ClientError as exc:
@@ -136,6 +157,9 @@ class _s3_errors:
         return self
 
     def __exit__(self, kind, exc, tb):
+        if exc is None:
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "unknown")
             raise ServiceUnavailable(f"The staging area (S3) refused the request: {code}.") from None

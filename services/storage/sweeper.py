@@ -5,16 +5,22 @@ Every `sweep_interval_seconds` the storage service deletes, in every bucket of t
 identity, the objects older than `lifecycle_days` days, and aborts the multipart uploads started
 longer ago than the URL lifetime (their URLs have expired: nobody can complete them). Replicas may
 sweep at the same time; deleting twice is harmless.
+
+Each pass runs in a short-lived child process (`python -m services.storage.sweeper --config FILE`), so
+that the service itself loads boto3 only when a client asks for an S3 transfer (its memory stays low
+for direct streaming).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
+import json
 import logging
+import sys
+from pathlib import Path
 from typing import Iterable
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from services.storage.staging import S3Staging
 
@@ -27,8 +33,9 @@ def older_than(items: Iterable[dict], field: str, cutoff: datetime.datetime) -> 
 
 
 class Sweeper:
-    def __init__(self, staging: S3Staging):
+    def __init__(self, staging: S3Staging, config_file: Path | None = None):
         self._staging = staging
+        self._config_file = config_file  # of the child process that sweeps (_loop)
         self._task: asyncio.Task | None = None
 
     def sweep(self, now: datetime.datetime | None = None, buckets: list[str] | None = None) -> tuple[int, int]:
@@ -52,15 +59,24 @@ class Sweeper:
                 aborted += 1
         return deleted, aborted
 
+    async def _sweep_in_child(self) -> dict:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.storage.sweeper", "--config", str(self._config_file),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(err.decode(errors="replace").strip().splitlines()[-1:] or child.returncode)
+        return json.loads(out)
+
     async def _loop(self) -> None:
         interval = self._staging.settings.sweep_interval_seconds
         while True:
             try:
-                deleted, aborted = await asyncio.to_thread(self.sweep)
-                if deleted or aborted:
-                    log.info("staging area swept", extra={"fields": {"deleted": deleted, "aborted": aborted}})
-            except (BotoCoreError, ClientError) as exc:
-                log.warning("staging area sweep failed", extra={"fields": {"error": type(exc).__name__}})
+                found = await self._sweep_in_child()
+                if found["deleted"] or found["aborted"]:
+                    log.info("staging area swept", extra={"fields": found})
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                log.warning("staging area sweep failed", extra={"fields": {"error": str(exc)[:300]}})
             await asyncio.sleep(interval)
 
     def start(self) -> None:
@@ -70,3 +86,27 @@ class Sweeper:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One pass over the configuration's staging area; prints {"deleted": n, "aborted": n}."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from services.common.config import load_config
+    from services.storage import settings
+
+    parser = argparse.ArgumentParser(description="One pass of the staging area's sweeper")
+    parser.add_argument("--config", help="configuration file (default: FIRECREST_MESH_CONFIG or config/local.yaml)")
+    args = parser.parse_args(argv)
+    s3 = settings.load(load_config(args.config))
+    try:
+        deleted, aborted = Sweeper(S3Staging(s3, settings.read_credentials(s3))).sweep()
+    except (BotoCoreError, ClientError) as exc:
+        print(f"sweep failed: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(json.dumps({"deleted": deleted, "aborted": aborted}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,10 @@ from services.common.ssh.retry import CommandInterrupted
 from services.common.ssh.runner import MAX_COMMAND_LINE
 
 MAX_LINE = 64 * 1024  # a status line the command prints before or after its data
+# The channel's receive window: what the system may send before we read it (paramiko buffers it).
+# Smaller than the pool's (8 MiB, for commands whose whole output is read at once): a stream is read
+# as it comes, and a smaller buffer keeps the service's memory flat.
+WINDOW_SIZE = 2 * 1024 * 1024
 
 
 class RemoteStream:
@@ -161,7 +165,7 @@ class RemoteStreams:
 def _start(transport: paramiko.Transport, command: str, timeout: float) -> paramiko.Channel:
     """Opens a session channel and starts `command` on it (blocking)."""
     try:
-        channel = transport.open_session(timeout=timeout)
+        channel = transport.open_session(window_size=WINDOW_SIZE, timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
         if transport.is_active():
             raise ChannelRefused(f"Unable to open a new SSH channel: {exc}") from None
