@@ -27,20 +27,14 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import pwd
-import resource
 import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 import urllib.parse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -48,241 +42,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, Row, percentile, table  # noqa: E402
+from bench.harness import RESULTS, Row, table  # noqa: E402
+from bench.mesh_variants import (CODE_DIRS, Disturbed, Variant, code_fingerprint, envoy_yaml_digest,  # noqa: E402
+                                 extract_baseline, git, launcher_lock, process_names, remove_baseline,
+                                 switch, verify)
+from bench.wrk_load import WRK_SCRIPT, Sample, Tokens, summarize, wrk  # noqa: E402
 from services.common.config import load_config  # noqa: E402
-from services.common.oidc_client import fetch_token  # noqa: E402
 
-USER, CLIENT, SECRET = "alice", "firecrest-alice", "alice-secret"
+USER = "alice"
 FOLDER = f"/scratch/{USER}/bench-zero-trust"
 ENTRIES = 20
-TOKEN_MAX_AGE = 180  # seconds; the embedded provider's tokens live 300 s
-CODE_DIRS = ("services", "gateway", "envoy", "scripts", "config", "gen", "protos")  # envoy/: older refs
 TARGETS = {"GET /status/systems": 1.15, f"ls ({ENTRIES} entries)": 1.05}  # max p50 ratio (issue 7)
-
-# wrk reports its latency histogram (µs) as one JSON line: merged across phases for the combined
-# figures. The token comes from the environment, never from the command line (visible in ps).
-WRK_SCRIPT = r"""
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("ZT_TOKEN")
-done = function(summary, latency, requests)
-  local e = summary.errors
-  local parts = {}
-  for i = 1, #latency do
-    local v, c = latency(i)
-    parts[#parts + 1] = string.format("[%d,%d]", v, c)
-  end
-  io.write(string.format('ZT-RESULT {"duration_us":%d,"requests":%d,"errors":{"connect":%d,'
-    .. '"read":%d,"write":%d,"status":%d,"timeout":%d},"histogram":[%s]}\n',
-    summary.duration, summary.requests, e.connect, e.read, e.write, e.status, e.timeout,
-    table.concat(parts, ",")))
-end
-"""
-
-
-# ---------------------------------------------------------------------------------------------
-# The two variants of the mesh
-
-
-@dataclass
-class Variant:
-    label: str  # "baseline" | "current"
-    root: Path
-    env: dict
-    description: str = ""
-    names: list[str] = field(default_factory=list)  # its mesh.py's processes, in start order
-
-    @property
-    def python(self) -> str:
-        return str(self.root / ".venv" / "bin" / "python")
-
-    def mesh(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run([self.python, str(self.root / "scripts" / "mesh.py"), *args],
-                              cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{self.label}: mesh.py {' '.join(args)} failed ({proc.returncode}):\n"
-                               f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-        return proc.stdout
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", "--no-optional-locks", *args], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def code_fingerprint(root: Path) -> str:
-    """sha256 over the files the mesh runs (by relative path and content), caches excluded."""
-    digest = hashlib.sha256()
-    for top in CODE_DIRS:
-        for path in sorted((root / top).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
-def extract_baseline(ref: str, target: Path) -> str:
-    """The ref's tree in `target` (replaced), with `state` and `.venv` linked to this checkout's."""
-    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
-    remove_baseline(target)
-    target.mkdir(parents=True)
-    with tempfile.TemporaryFile() as archive:
-        subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, stdout=archive, check=True)
-        archive.seek(0)
-        with tarfile.open(fileobj=archive) as tar:
-            tar.extractall(target, filter="data")
-    (target / "state").symlink_to(ROOT / "state")
-    (target / ".venv").symlink_to(ROOT / ".venv")
-    return commit
-
-
-def remove_baseline(target: Path) -> None:
-    # The links first: never walk into the shared state or the venv.
-    for link in ("state", ".venv"):
-        if (target / link).is_symlink():
-            (target / link).unlink()
-    shutil.rmtree(target, ignore_errors=True)
-
-
-def process_names(variant: Variant) -> list[str]:
-    """The processes of the variant's launcher, from `mesh.py status` (one line per process)."""
-    return [line.split()[0] for line in variant.mesh("status").splitlines() if line.strip()]
-
-
-def pid_of(config, name: str) -> int | None:
-    try:
-        pid = int(config.state("run", f"{name}.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def envoy_yaml_digest(config) -> str:
-    return hashlib.sha256(config.state("envoy", "envoy.yaml").read_bytes()).hexdigest()[:12]
-
-
-def switch(config, stopper: Variant, starter: Variant, names: list[str]) -> dict[str, int]:
-    """Stops every mesh process but the identity provider (with `stopper`'s launcher), starts
-    `starter`'s with its own `mesh.py up`; returns the pids that up reports it started."""
-    for name in reversed(names):
-        if name != "idp" and pid_of(config, name):
-            stopper.mesh("stop", name)
-    out = starter.mesh("up")
-    started = {}
-    for line in out.splitlines():  # "started NAME (pid N)"
-        if line.startswith("started ") and "(pid " in line:
-            started[line.split()[1]] = int(line.rsplit("(pid ", 1)[1].rstrip(")"))
-    return started
-
-
-def verify(config, variant: Variant, started: dict[str, int]) -> dict[str, int]:
-    """Every process of the variant but the idp runs from the variant's tree, is the one its
-    launcher just started, and Envoy runs the config it rendered. Returns name -> pid."""
-    pids = {}
-    for name in variant.names:
-        if name == "idp":
-            continue
-        pid = pid_of(config, name)
-        if pid is None:
-            raise Disturbed(f"{variant.label}: {name} is not running")
-        if started.get(name) != pid:
-            raise Disturbed(f"{variant.label}: {name} is pid {pid}, its launcher started "
-                               f"{started.get(name)} (someone else restarted it?)")
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        if cwd != variant.root.resolve():
-            raise RuntimeError(f"{variant.label}: {name} (pid {pid}) runs in {cwd}, not {variant.root}")
-        pids[name] = pid
-    if config.state("envoy", "envoy.yaml").stat().st_mtime > started_at(pids["envoy"]) + 0.05:
-        raise Disturbed(f"{variant.label}: envoy.yaml was rewritten after Envoy started")
-    return pids
-
-
-def started_at(pid: int) -> float:
-    """A process's start time (epoch seconds), from /proc."""
-    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime "))
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def launcher_lock(config):
-    """mesh.py's own lock: others' `mesh.py up/stop` wait while a phase measures."""
-    with open(config.state("run", "launcher.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-# ---------------------------------------------------------------------------------------------
-# Load
-
-
-@dataclass
-class Sample:
-    histogram: collections.Counter  # latency µs -> count
-    requests: int
-    seconds: float
-    errors: int
-    client_cpu_s: float
-
-
-class Disturbed(RuntimeError):
-    """Someone else restarted part of the mesh during a phase (tests, `mesh.py up`)."""
-
-
-class Tokens:
-    """One token for as long as it is young enough; the same for both variants."""
-
-    def __init__(self, token_url: str):
-        self.token_url = token_url
-        self.issued = -1e9
-        self.value = ""
-        self.count = 0
-
-    def get(self) -> str:
-        if time.monotonic() - self.issued > TOKEN_MAX_AGE:
-            self.value = fetch_token(self.token_url, CLIENT, SECRET)
-            self.issued = time.monotonic()
-            self.count += 1
-        return self.value
-
-
-def wrk(url: str, token: str, concurrency: int, seconds: float, script: Path) -> Sample:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
-                           "-s", str(script), url],
-                          env={**os.environ, "ZT_TOKEN": token}, capture_output=True, text=True,
-                          timeout=seconds + 60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("ZT-RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-1000:]}{proc.stderr[-1000:]}")
-    result = json.loads(lines[0].removeprefix("ZT-RESULT "))
-    return Sample(collections.Counter({v: c for v, c in result["histogram"]}), result["requests"],
-                  result["duration_us"] / 1e6, sum(result["errors"].values()),
-                  (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
-
-
-def summarize(scenario: str, concurrency: int, samples: list[Sample]) -> Row:
-    histogram = collections.Counter()
-    for s in samples:
-        histogram.update(s.histogram)
-    n = sum(histogram.values())
-
-    def pct(q: float) -> float:  # the harness's rule (nearest rank), on the histogram
-        if not n:
-            return float("nan")
-        index, seen = min(n - 1, max(0, round(q * (n - 1)))), 0
-        for value, count in sorted(histogram.items()):
-            seen += count
-            if seen > index:
-                return value / 1000
-        raise AssertionError
-    mean = sum(v * c for v, c in histogram.items()) / n / 1000 if n else float("nan")
-    requests = sum(s.requests for s in samples)
-    return Row(scenario, concurrency, requests, sum(s.errors for s in samples), round(pct(0.50), 2),
-               round(pct(0.99), 2), round(mean, 2), round(requests / sum(s.seconds for s in samples), 1))
-
-
-assert percentile([1.0, 2.0, 3.0], 0.5) == 2.0  # summarize() follows the harness's percentile rule
 
 
 # ---------------------------------------------------------------------------------------------
