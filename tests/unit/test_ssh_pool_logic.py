@@ -15,7 +15,8 @@ import yaml
 from services.common.config import DEFAULT_CONFIG, ConfigError, parse_config
 from services.common.ssh.channel import _Wakeup
 from services.common.ssh.loop_command import _LoopSignal
-from services.common.ssh.pool import SshPool, _Connection, _UserSlot
+from services.common.ssh.pool import SshPool
+from services.common.ssh.user_slot import PooledConnection, UserSlot
 
 
 # --- sizing from sshd's limits -------------------------------------------------------------------------
@@ -101,9 +102,9 @@ class FakeTransport:
 
 
 def test_free_connection_spreads_channels_and_drops_dead_unused_connections():
-    busy, idle, dead, dead_in_use = (_Connection(FakeTransport(), in_use=3), _Connection(FakeTransport(), in_use=1),
-                                     _Connection(FakeTransport(False)), _Connection(FakeTransport(False), in_use=1))
-    slot = _UserSlot(connections=[busy, dead, idle, dead_in_use])
+    busy, idle = PooledConnection(FakeTransport(), in_use=3), PooledConnection(FakeTransport(), in_use=1)
+    dead, dead_in_use = PooledConnection(FakeTransport(False)), PooledConnection(FakeTransport(False), in_use=1)
+    slot = UserSlot(connections=[busy, dead, idle, dead_in_use])
     assert slot.free_connection() is idle
     assert slot.connections == [busy, idle, dead_in_use]  # in use: kept until released
     idle.in_use = idle.capacity
@@ -114,7 +115,7 @@ def test_free_connection_spreads_channels_and_drops_dead_unused_connections():
 def test_a_released_channel_wakes_one_waiter_a_login_wakes_all():
     async def main():
         loop = asyncio.get_running_loop()
-        slot = _UserSlot()
+        slot = UserSlot()
         waiters = [loop.create_future() for _ in range(3)]
         slot.waiters.extend(waiters)
         slot.wake()
@@ -150,8 +151,8 @@ def test_waiters_get_freed_channels_in_turn_and_a_cancelled_one_passes_its_wake_
     async def main():
         pool = SshPool(certificates=None)
         sys_ = system(connections=1, sessions=1)
-        slot = pool._slots[("alice", "local")] = _UserSlot()
-        connection = _Connection(FakeTransport(), capacity=1)
+        slot = pool._slots[("alice", "local")] = UserSlot()
+        connection = PooledConnection(FakeTransport(), capacity=1)
         slot.connections.append(connection)
         first = await pool._acquire(caller(), sys_)  # free: taken at once
         assert first == (slot, connection) and connection.in_use == 1

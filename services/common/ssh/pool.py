@@ -29,16 +29,12 @@ counting against the connection limit until it ends, and the connection it made 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
-
-import paramiko
 
 from services.common import metrics
 from services.common.config import Config, SystemConfig
@@ -52,57 +48,10 @@ from services.common.ssh.loop_command import LoopCommand
 from services.common.ssh.retry import (MAX_RESTARTS, Backoff, CommandInterrupted, CommandNotStarted, NoExitStatus,
                                        login_with_retries)
 from services.common.ssh.transport import open_transport
+from services.common.ssh.user_slot import PooledConnection, UserSlot
 
 log = logging.getLogger(__name__)
 ABANDONED_WORK_WAIT_SECONDS = 15.0  # close(): how long to wait for cancelled work still on a thread
-@dataclass(eq=False)
-class _Connection:
-    transport: paramiko.Transport
-    in_use: int = 0
-    capacity: int = 8
-    idle_timeout: float = 60.0
-    last_used: float = field(default_factory=time.monotonic)
-
-    def alive(self) -> bool:
-        return self.transport.is_active()
-
-
-@dataclass(eq=False)
-class _UserSlot:
-    """Connections of one (user, system) and the callers waiting for a free channel (FIFO).
-
-    The bookkeeping is synchronous code on the event loop (no await between a check and its update),
-    so it needs no lock: a caller takes a free channel at once; otherwise it waits on a future of
-    its own, which a released channel resolves for the first waiter (one wake-up per freed channel,
-    not every waiter), and a login that ended resolves for all of them.
-    """
-
-    connections: list[_Connection] = field(default_factory=list)
-    connecting: int = 0
-    waiting: int = 0
-    waiters: collections.deque = field(default_factory=collections.deque)
-
-    def free_connection(self) -> _Connection | None:
-        """The live connection with the fewest channels in use below its capacity (channels spread
-        evenly), dropping dead connections nobody uses."""
-        best = None
-        dead = False
-        for c in self.connections:
-            if not c.alive():
-                dead = True
-            elif c.in_use < c.capacity and (best is None or c.in_use < best.in_use):
-                best = c
-        if dead:
-            self.connections = [c for c in self.connections if c.alive() or c.in_use]
-        return best
-
-    def wake(self, everyone: bool = False) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                if not everyone:
-                    return
 
 
 class SshPool:
@@ -112,7 +61,7 @@ class SshPool:
         self._certificates = certificates
         self._owns_certificates = owns_certificates
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssh")
-        self._slots: dict[tuple[str, str], _UserSlot] = {}
+        self._slots: dict[tuple[str, str], UserSlot] = {}
         self._command_mode_limits: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._janitor: asyncio.Task | None = None
         # Stopping a cancelled command waits for its process to end: never on the event loop, never
@@ -266,11 +215,11 @@ class SshPool:
             if not handed_over:
                 self._release(slot, connection)
 
-    async def _acquire(self, caller: Caller, system: SystemConfig) -> tuple[_UserSlot, _Connection]:
+    async def _acquire(self, caller: Caller, system: SystemConfig) -> tuple[UserSlot, PooledConnection]:
         key = (caller.username, system.name)
         slot = self._slots.get(key)
         if slot is None:
-            slot = self._slots[key] = _UserSlot()
+            slot = self._slots[key] = UserSlot()
         connection = slot.free_connection()
         if connection is not None:  # the common case: no wait, no lock, no task
             connection.in_use += 1
@@ -322,7 +271,7 @@ class SshPool:
         except BaseException:
             self._login_ended(slot)
             raise
-        connection = _Connection(transport, in_use=1, capacity=system.ssh.sessions_per_connection,
+        connection = PooledConnection(transport, in_use=1, capacity=system.ssh.sessions_per_connection,
                                  idle_timeout=system.ssh.timeouts.idle)
         slot.connections.append(connection)
         self._login_ended(slot)
@@ -330,17 +279,17 @@ class SshPool:
             "system": system.name, "connections": len(slot.connections)}})
         return slot, connection
 
-    def _login_ended(self, slot: _UserSlot, _work=None) -> None:
+    def _login_ended(self, slot: UserSlot, _work=None) -> None:
         slot.connecting -= 1
         slot.wake(everyone=True)  # a new connection serves many; a failed login lets another try
 
-    def _login_abandoned(self, slot: _UserSlot, work: asyncio.Future) -> None:
+    def _login_abandoned(self, slot: UserSlot, work: asyncio.Future) -> None:
         """The login of a caller that went away is done: close the connection it made."""
         if not work.cancelled() and work.exception() is None:
             work.result().close()
         self._login_ended(slot)
 
-    def _release(self, slot: _UserSlot, connection: _Connection, _work=None) -> None:
+    def _release(self, slot: UserSlot, connection: PooledConnection, _work=None) -> None:
         connection.in_use -= 1
         connection.last_used = time.monotonic()
         slot.wake()
