@@ -47,6 +47,7 @@ FOLLOWED_KINDS = (JOB_KIND, TRANSFER_KIND)
 ORPHAN_GRACE_SECONDS = 120  # longer than any sbatch of a live submission (scheduler timeout + settling)
 UPDATE_RETRY_SECONDS = 60  # how long a submission retries recording its job id while tasks restarts
 TOKEN_MARGIN_SECONDS = 60
+UNSETTLED_ROUNDS = 3  # rounds an ended job's inconsistent record waits for accounting to complete it
 
 _QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 _RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING",
@@ -90,14 +91,27 @@ def progress(task: tasks_pb2.Task, job_id: str, scheduler_state: str,
     return update
 
 
+def settled(scheduler_state: str, exit_code: int | None, signal: int | None) -> bool:
+    """Whether accounting's record of an ended job is complete enough to be final: Slurm records FAILED
+    for a non-zero exit or a signal, so FAILED with no exit code, or with exit 0 and no signal, is a
+    record caught half-written (seen once: a script that exits 3 recorded FAILED with exit code 0).
+    The follower waits up to UNSETTLED_ROUNDS rounds for the rest before it takes such a record."""
+    if scheduler_state.split(" ")[0].rstrip("+") != "FAILED":
+        return True
+    return exit_code is not None and (exit_code != 0 or bool(signal))
+
+
 def marker_for_task(task_id: str) -> str:
     """The job marker (Slurm `--comment`) of a task's submission."""
     return MARKER_PREFIX + hashlib.sha256(f"task\0{task_id}".encode()).hexdigest()[:32]
 
 
-def _exit_code(job) -> int | None:
-    value = job.status.exit_code
+def _number(value) -> int | None:
     return int(value.number_value) if value.HasField("number_value") else None
+
+
+def _exit_code(job) -> int | None:
+    return _number(job.status.exit_code)
 
 
 class JobFollower:
@@ -109,6 +123,7 @@ class JobFollower:
         self._verifier = TokenVerifier(config.identity)
         self._account: Caller | None = None
         self._submitting: set[str] = set()  # task ids whose sbatch runs in this process
+        self._unsettled: dict[str, int] = {}  # task id → rounds its job's ended record looked incomplete
         self._background: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
         self.queries = 0  # scheduler queries made by the follower (logged per round)
@@ -187,6 +202,8 @@ class JobFollower:
             if task.kind not in FOLLOWED_KINDS:
                 continue
             groups.setdefault((task.owner, task.system), []).append(task)
+        active = {t.id for tasks in groups.values() for t in tasks}
+        self._unsettled = {task_id: n for task_id, n in self._unsettled.items() if task_id in active}
         if not groups:
             return 0
         account = await self._service_account()
@@ -201,6 +218,18 @@ class JobFollower:
         log.info("job follower round", extra={"fields": {"queries": made, "tasks": sum(map(len, groups.values())),
                                                          "groups": len(groups)}})
         return made
+
+    def _settled(self, task_id: str, job) -> bool:
+        """Whether to record the job's state now (see `settled`): an incomplete record waits a few rounds."""
+        if settled(job.status.state, _exit_code(job), _number(job.status.interrupt_signal)):
+            self._unsettled.pop(task_id, None)
+            return True
+        rounds = self._unsettled.get(task_id, 0) + 1
+        if rounds <= UNSETTLED_ROUNDS:
+            self._unsettled[task_id] = rounds
+            return False
+        self._unsettled.pop(task_id, None)
+        return True
 
     async def _follow(self, account: Caller, owner: str, system_name: str, tasks: list[tasks_pb2.Task]) -> int:
         system = self._config.system(system_name)
@@ -222,6 +251,8 @@ class JobFollower:
                 job = jobs.get(task.result.job_id)
                 if job is None:
                     continue  # accounting has not seen it yet (it lags the controller by a moment)
+                if not self._settled(task.id, job):
+                    continue
                 update = progress(task, job.job_id, job.status.state, _exit_code(job))
                 if update is not None:
                     try:

@@ -23,3 +23,29 @@ def test_progress_only_when_something_changed():
     failed = progress(task, "7", "FAILED", 3)
     assert failed.result.exit_code == 3 and "exit code 3" in failed.error.message
     assert marker_for_task("a" * 24) != marker_for_task("b" * 24)
+
+
+def test_an_ended_record_is_final_only_when_consistent():
+    from services.compute.follower import settled
+    assert settled("COMPLETED", 0, 0) and settled("CANCELLED by 1001", 0, 15) and settled("TIMEOUT", 0, 0)
+    assert settled("FAILED", 3, 0) and settled("FAILED", 0, 9)
+    # FAILED needs a non-zero exit or a signal: exit 0 or no exit code is a record caught half-written
+    assert not settled("FAILED", 0, 0) and not settled("FAILED", None, None)
+
+
+def test_an_incomplete_record_waits_a_few_rounds_then_is_taken():
+    from firecrest_mesh.compute.v1 import compute_pb2
+    from services.compute.follower import UNSETTLED_ROUNDS, JobFollower
+
+    follower = JobFollower.__new__(JobFollower)
+    follower._unsettled = {}
+    half_written = compute_pb2.Job(job_id="7")
+    half_written.status.state = "FAILED"
+    half_written.status.exit_code.number_value = 0
+    half_written.status.interrupt_signal.number_value = 0
+    assert [follower._settled("t1", half_written) for _ in range(UNSETTLED_ROUNDS + 1)] == \
+        [False] * UNSETTLED_ROUNDS + [True]
+    complete = compute_pb2.Job(job_id="8")
+    complete.status.state = "FAILED"
+    complete.status.exit_code.number_value = 3
+    assert follower._settled("t2", complete) and follower._unsettled == {}
