@@ -299,7 +299,11 @@ class LoadThread(threading.Thread):
         self.client.call("job info", "GET", f"/compute/{SYSTEM}/jobs/{job_id}", check_info)
 
     def jobs(self) -> None:
-        self.client.call("job list", "GET", f"/compute/{SYSTEM}/jobs", _json_keys("jobs"))
+        # The last hour's jobs (squeue and sacct all the same): the default 24 h of alice's and bob's
+        # history (thousands of jobs after a day of tests, several MB, 4-6 s) made every probe and
+        # load round wait on it, whatever the victim.
+        self.client.call("job list", "GET", f"/compute/{SYSTEM}/jobs", _json_keys("jobs"),
+                         params={"time_window": "1h"})
 
     def tasks(self) -> None:
         self.client.call("task list", "GET", "/tasks", _json_keys("tasks"), params={"pageSize": 5})
