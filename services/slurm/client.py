@@ -91,7 +91,10 @@ class SlurmClient:
         if result.exit_status == 124:  # remote `timeout` killed sbatch: the RPC may have gone through
             raise OutcomeUnknown(errors.error_for(result, "sbatch"))
         if errors.failed(result):
-            raise errors.error_for(result, "sbatch")
+            if errors.unreachable(result) and errors.maybe_delivered(result):
+                # slurmctld reset, hung up or went silent after the request left: the job may exist.
+                raise OutcomeUnknown(errors.error_for(result, "sbatch"))
+            raise errors.error_for(result, "sbatch")  # never run again here: a 503 is the caller's to retry
         raise InternalError(f"Unexpected sbatch output: {result.text().strip()!r}")
 
     async def queue(self, caller: Caller, system: SystemConfig, *, user: str | None = None,

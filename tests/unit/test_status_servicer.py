@@ -120,7 +120,8 @@ def test_slurm_failures_are_mapped(stub, tokens, runner, http_code, rpc_error):
     runner.answers["sinfo"] = CommandResult(1, b"", b"sinfo: error: Unable to contact slurm controller (connect failure)\n")
     error = rpc_error(lambda: stub.ListNodes(s.ListNodesRequest(system_name=SYSTEM), metadata=tokens.metadata()))
     assert (error.code(), http_code(error)) == (grpc.StatusCode.UNAVAILABLE, "503")
-    assert error.details() == "Unable to contact slurm controller (connect failure)"
+    assert error.details() == ("The scheduler is unavailable: sinfo could not reach the Slurm controller (slurmctld); "
+                               "retry shortly. Unable to contact slurm controller (connect failure)")
     runner.answers["partitions"] = CommandResult(124, b"", b"")
     error = rpc_error(lambda: stub.ListPartitions(s.ListPartitionsRequest(system_name=SYSTEM), metadata=tokens.metadata()))
     assert (error.code(), http_code(error)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "408")
