@@ -19,7 +19,9 @@ if [[ -z ${FIRECREST_MESH_CONFIG:-} ]]; then  # the embedded default (a site's o
   export FIRECREST_MESH_CONFIG=config/unlimited.yaml
   .venv/bin/python scripts/mesh.py up >/dev/null || exit 1
 fi
-.venv/bin/python -m pytest -q -n "$workers" --dist loadfile -m "not faults" "$@" || status=$?
+# --no-loadscope-reorder: files in collection order (tests/conftest.py: the stack's first, unit last),
+# not xdist's default of most tests first, which left single slow tests (one 40 s test a file) to the end.
+.venv/bin/python -m pytest -q -n "$workers" --dist loadfile --no-loadscope-reorder -m "not faults" "$@" || status=$?
 [[ $status == 5 ]] && status=0
 .venv/bin/python -m pytest -q -m faults "$@"
 faults=$?

@@ -134,10 +134,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks every test with its kind; fault tests (they stop shared processes) run last."""
+    """Marks every test with its kind. Order: integration and security first, then unit, fault tests
+    (they stop shared processes) last. Under `make test`'s parallel workers (one file each, files
+    handed out in this order: scripts/test.sh) the slow files of the running stack start first and
+    the many quick unit files fill the workers' ends."""
     for item in items:
         item.add_marker(_kind(item))
-    items.sort(key=lambda item: _kind(item) == "faults")
+    items.sort(key=lambda item: {"unit": 1, "faults": 2}.get(_kind(item), 0))
 
 
 def pytest_terminal_summary(terminalreporter):
