@@ -1,16 +1,32 @@
 """Helpers of the tasks tests: submit asynchronously through the gateway, follow a task's server-sent
-events with a plain HTTP client, ask accounting (sacct) directly."""
+events with a plain HTTP client, ask accounting (sacct) directly, and a job that runs until the test
+lets it end (`held_job`)."""
 
 from __future__ import annotations
 
 import json
-import time
+import shlex
 import subprocess
+import time
+import uuid
+from pathlib import Path
 
 import httpx
 
 STREAM_TIMEOUT = httpx.Timeout(30, read=600)  # a bound on a hung stream, never an assertion on time
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+HELD_AT_MOST = 300  # s: a held job's own bound, should the test never release it
+
+
+def held_job(user: str = "alice") -> tuple[str, Path]:
+    """(script, release): a job script that runs until the file `release` exists (the test creates it,
+    e.g. once a restarted service is back; the job removes it), then exits 0; exit 3 if never released
+    within HELD_AT_MOST s. It certainly runs across what the test does meanwhile, and ends right after."""
+    release = Path(f"/home/{user}/held-job-{uuid.uuid4().hex[:10]}.go")
+    quoted = shlex.quote(str(release))
+    wait = f"until [ -e {quoted} ]; do sleep 0.2; done"
+    return (f"#!/bin/bash\ntimeout {HELD_AT_MOST} bash -c {shlex.quote(wait)} || exit 3\nrm -f {quoted}\nexit 0\n",
+            release)
 
 
 def submit_async(client: httpx.Client, system: str, script: str, user: str = "alice") -> dict:

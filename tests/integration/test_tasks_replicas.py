@@ -23,7 +23,7 @@ import pytest
 
 from firecrest_mesh.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from services.common import mesh_pki, mesh_tls
-from tests.integration.tasks_helpers import FINAL, events, submit_async, watch_to_end
+from tests.integration.tasks_helpers import FINAL, events, held_job, submit_async, watch_to_end
 
 TASKS = "/firecrest_mesh.tasks.v1.TasksService/"
 RECORDS = "/firecrest_mesh.tasks.v1.TaskRecordsService/"
@@ -118,19 +118,24 @@ def test_a_watch_on_one_replica_sees_a_delete_through_the_other(deployment, redi
                          ids=["one-replica-killed", "both-replicas", "compute"])
 def test_task_completes_across_a_restart(deployment, redis_tasks_api, system, stopped):
     alice = redis_tasks_api("alice")
-    task = submit_async(alice, system, "#!/bin/bash\nsleep 20\nexit 0\n")
-    running = events(alice, task["id"], until=lambda t: t["state"] == "RUNNING" or t["state"] in FINAL)[-1]
-    assert running["state"] == "RUNNING", running
+    script, release = held_job()  # runs until released below, once the stopped processes are back
+    task = submit_async(alice, system, script)
     try:
-        for name in stopped:  # one replica: killed outright; otherwise a clean stop
-            deployment.stop(name, signal.SIGKILL if len(stopped) == 1 and name.startswith("tasks") else signal.SIGTERM)
-        if stopped == ["tasks-0"]:  # the other replica serves meanwhile, from the same Redis
-            for _ in range(6):
-                resp = alice.get(f"/tasks/{task['id']}")
-                assert resp.status_code == 200 and resp.json()["state"] in ("RUNNING", "SUCCEEDED"), resp.text
+        running = events(alice, task["id"], until=lambda t: t["state"] == "RUNNING" or t["state"] in FINAL)[-1]
+        assert running["state"] == "RUNNING", running
+        try:
+            for name in stopped:  # one replica: killed outright; otherwise a clean stop
+                deployment.stop(name, signal.SIGKILL if len(stopped) == 1 and name.startswith("tasks")
+                                else signal.SIGTERM)
+            if stopped == ["tasks-0"]:  # the other replica serves meanwhile, from the same Redis
+                for _ in range(6):
+                    resp = alice.get(f"/tasks/{task['id']}")
+                    assert resp.status_code == 200 and resp.json()["state"] in ("RUNNING", "SUCCEEDED"), resp.text
+        finally:
+            for name in stopped:
+                deployment.start(name)
     finally:
-        for name in stopped:
-            deployment.start(name)
+        release.touch()  # the job ends now (also when the test failed: no job left waiting)
     last = watch_to_end(alice, task["id"])  # a new watch: the current state first, then to the end
     assert last["state"] == "SUCCEEDED" and last["result"]["exitCode"] == 0
     assert last["result"]["jobId"] == running["result"]["jobId"]
