@@ -1,7 +1,8 @@
 """gRPC servicer of firecrest_mesh.storage.v1.StorageService (FirecREST v2 `/filesystem/.../transfer`).
 
 Thin: each handler validates the request's paths (`services.common.paths`, as the utilities service
-does), prepares the S3 staging when the route needs it (`staging`, on a worker thread), builds the
+does), prepares the S3 staging when the route needs it (`staging`, in the helper process of
+`staging_worker`), builds the
 job's script with its module in `jobs/`, submits it as the caller on the transfer partition through
 compute's `SlurmScheduler` (sbatch over SSH; an ambiguous submission is resolved by its marker), and
 answers v2's `transferJob` with 201 (200 for rm). Each job gets a task of kind "transfer" (tasks
@@ -11,7 +12,6 @@ is `streaming`'s: the handlers only validate and hand over.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import stat as stat_mode
 import uuid
@@ -37,7 +37,7 @@ from services.slurm.scheduler import SlurmScheduler
 from services.storage import settings as storage_settings
 from services.storage import streaming
 from services.storage.jobs import file_ops, header, s3_egress, s3_ingress
-from services.storage.staging import S3Staging
+from services.storage.staging_worker import StagingWorker
 from services.storage.sweeper import Sweeper
 from services.utilities import errors as file_errors
 from services.utilities.commands import stat
@@ -57,7 +57,7 @@ def _method(directives) -> None:
 
 
 class StorageService(storage_pb2_grpc.StorageServiceServicer):
-    def __init__(self, config: Config, runner: CommandRunner, scheduler: Scheduler, staging: S3Staging,
+    def __init__(self, config: Config, runner: CommandRunner, scheduler: Scheduler, staging: StagingWorker,
                  tasks: TaskRecords | None, streams: RemoteStreams | None = None):
         self._config = config
         self._streams = streams
@@ -116,8 +116,7 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
         who, system, target = self._source(request)
         _method(request.transfer_directives)
         header.directives(system, request.account)  # a bad account fails before anything is staged
-        staged = await asyncio.to_thread(self._staging.start_upload, who.username, target,
-                                         request.transfer_directives.file_size)
+        staged = await self._staging.start_upload(who.username, target, request.transfer_directives.file_size)
         body = s3_ingress.script(target, staged.head_url, staged.get_url,
                                  min(UPLOAD_WAIT_SECONDS, self._staging.settings.url_lifetime_seconds))
         job = await self._submit(who, system, "IngressFileTransfer", request.account, body)
@@ -139,7 +138,7 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
         if stat_mode.S_ISDIR(info.mode):
             raise BadRequest(f"The provided path ({source}) is a directory: only files can be downloaded.")
         size = int(info.size)
-        staged = await asyncio.to_thread(self._staging.start_download, who.username, source, size)
+        staged = await self._staging.start_download(who.username, source, size)
         body = s3_egress.script(source, self._staging.settings.max_part_size, staged.part_urls,
                                 staged.complete_url)
         job = await self._submit(who, system, "OutgressFileTransfer", request.account, body)
@@ -211,7 +210,7 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
 
 def register(server, config: Config):
     s3 = storage_settings.load(config)
-    staging = S3Staging(s3, storage_settings.read_credentials(s3))
+    staging = StagingWorker(s3, storage_settings.read_credentials(s3))
     pool = SshPool.for_service(config, "storage")
     runner = CommandRunner(pool)
     streams = RemoteStreams(pool, streaming.IDLE_SECONDS)
@@ -224,5 +223,6 @@ def register(server, config: Config):
     async def shutdown():
         await sweeper.stop()
         streams.close()
+        staging.close()
         await pool.close()
     return (shutdown,)

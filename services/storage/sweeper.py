@@ -33,7 +33,8 @@ def older_than(items: Iterable[dict], field: str, cutoff: datetime.datetime) -> 
 
 
 class Sweeper:
-    def __init__(self, staging: S3Staging, config_file: Path | None = None):
+    def __init__(self, staging, config_file: Path | None = None):
+        """`staging`: an S3Staging (sweep()) or anything with its `settings` (the loop's child sweeps)."""
         self._staging = staging
         self._config_file = config_file  # of the child process that sweeps (_loop)
         self._task: asyncio.Task | None = None

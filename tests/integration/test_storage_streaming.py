@@ -47,7 +47,11 @@ def fetch(api, path: str, **params) -> tuple[httpx.Response, bytes]:
 
 
 def partial_status(api, path: str) -> dict:
-    r = api.get(f"{STREAM}/status", params={"path": path})
+    for _ in range(10):  # alice's budget of transfer calls is shared with the other tests running as her
+        r = api.get(f"{STREAM}/status", params={"path": path})
+        if r.status_code != 429:
+            break
+        time.sleep(1)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -216,30 +220,46 @@ def _service_pids(config) -> dict[str, int]:
     return pids
 
 
-def _peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def _peak_kib(pid: int) -> int | None:
+    """VmHWM of `pid` in KiB; None when the process is gone (restarted meanwhile by someone else)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+    return None
 
 
 PEAK_LIMIT_KIB = 100 * 1000 * 1000 // 1024  # 100 MB
-# Processes of the mesh that are not services of ours: Envoy (C++, its own allocator), Prometheus and
-# SeaweedFS take no part in a direct transfer; their figures are printed, not asserted.
-NOT_ASSERTED = {"envoy", "prometheus", "s3", "supervisor"}
+# The other processes on a transfer's path (the gateway, the certificator) must not grow with it. The
+# rest take no part in it (compute, utilities, SeaweedFS...): on the shared machine their size is set by
+# other load (other tests, a soak); they are printed, not asserted.
+GROWTH_LIMIT_KIB = {"envoy": 32 * 1024, "certificator": 8 * 1024}
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
 
 
 @pytest.mark.large
 def test_one_gib_up_and_down_in_bounded_memory(api, workdir, config):
     """1 GiB streamed up (REST, chunked from a generator) and down (REST, read in 1 MiB pieces), both
-    checked by SHA-256; the peak resident memory of each service process during the transfers (VmHWM,
-    reset before) stays under 100 MB."""
+    checked by SHA-256. The storage service's peak resident memory during the transfers (VmHWM, reset
+    before) stays under 100 MB; the gateway and the certificator do not grow by more than GROWTH_LIMIT_KIB."""
     pids = _service_pids(config)
-    for pid in pids.values():
+    before = {}
+    for name, pid in pids.items():
         try:
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         except OSError:
-            pass
+            continue
+        before[name] = _rss_kib(pid)
     path = f"{workdir()}/one-gib.bin"
     expected = digest_of(blocks(1024))
     try:
@@ -256,7 +276,10 @@ def test_one_gib_up_and_down_in_bounded_memory(api, workdir, config):
         assert (size, got.hexdigest()) == (1 << 30, expected)
     finally:
         api().delete(f"{OPS}/rm", params={"path": path})
-    peaks = {name: _peak_kib(pid) for name, pid in pids.items()}
-    print("peak RSS (MiB) during 1 GiB up and down:", {n: round(k / 1024, 1) for n, k in sorted(peaks.items())})
-    over = {n: k for n, k in peaks.items() if n not in NOT_ASSERTED and k >= PEAK_LIMIT_KIB}
-    assert not over, f"peak RSS of 100 MB or more: {over}"
+    peaks = {name: peak for name, pid in pids.items() if name in before and (peak := _peak_kib(pid)) is not None}
+    print("\nRSS before → peak during 1 GiB up and down (MiB):",
+          {n: f"{before[n] / 1024:.1f} → {k / 1024:.1f}" for n, k in sorted(peaks.items())})
+    assert "storage" in peaks, "the storage service restarted during the transfers"
+    assert peaks["storage"] < PEAK_LIMIT_KIB, f"storage's peak RSS {peaks['storage']} KiB is 100 MB or more"
+    grown = {n: k - before[n] for n, k in peaks.items() if n in GROWTH_LIMIT_KIB and k - before[n] > GROWTH_LIMIT_KIB[n]}
+    assert not grown, f"grew during the transfers (KiB): {grown}"

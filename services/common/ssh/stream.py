@@ -5,12 +5,22 @@ transfers): one SSH channel held for as long as the transfer lasts, in constant 
 a channel slot of the caller's pooled connection (`SshPool.lease`), starts the command and yields a
 `RemoteStream`. Its input is sent chunk by chunk from a worker thread of this module's own pool
 (paramiko blocks while the channel's window is full: the remote side's pace is the backpressure, and
-the caller awaits each chunk before taking the next); its output is read by the event loop as
-paramiko's transport thread hands it over (at most the channel's window is buffered). No `timeout`
+the caller awaits each chunk before taking the next); its output is read the same way, a blocking
+`recv` on a worker thread per chunk (at most the channel's window is buffered). Reading it from the
+event loop instead, woken by paramiko's buffer events as `LoopCommand` does, lost a window adjustment
+now and then past a key re-exchange (a 1 GiB download stalled at ~1 GiB with the window spent). No `timeout`
 wraps the command: a transfer may last hours. Instead every wait is bounded by `idle_seconds`, and
 leaving the `with` in any other way than after `finish()` (an error, the caller gone) stops the
 command (TERM, then KILL, to its process group) before the slot is given back: the remote side never
 sees an EOF it could take for the end of a complete input.
+
+Key re-exchange: paramiko renegotiates keys every 512 MiB, and while it does, a message to send waits
+for the new keys. `channel.send_stdin` (the pool's, for small inputs) waits holding the channel's lock, which the transport thread
+needs to handle this channel's next WINDOW_ADJUST before the exchange can finish: a transfer past
+512 MiB then stalled until "Key-exchange timed out". Here each message is sent holding the
+transport's clear-to-send lock first (taken only between exchanges, as paramiko's
+`_send_user_message` does) and the channel's lock second, never waiting for one while holding the
+other's wait: data still never follows our CLOSE, and the exchange is never blocked.
 """
 
 from __future__ import annotations
@@ -18,17 +28,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
 
 import paramiko
+from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF
 
 from services.common.config import SystemConfig
 from services.common.errors import RequestTimeout
 from services.common.identity import Caller
-from services.common.ssh.channel import READ_CHUNK, ChannelRefused, send_eof, send_stdin, terminate
+from services.common.ssh.channel import READ_CHUNK, ChannelRefused, terminate
 from services.common.ssh.command import CommandResult, shell_join
-from services.common.ssh.loop_command import _LoopSignal
 from services.common.ssh.pool import SshPool
 from services.common.ssh.retry import CommandInterrupted
 from services.common.ssh.runner import MAX_COMMAND_LINE
@@ -40,6 +51,56 @@ MAX_LINE = 64 * 1024  # a status line the command prints before or after its dat
 WINDOW_SIZE = 2 * 1024 * 1024
 
 
+def _send(channel: paramiko.Channel, kind: bytes, payload: bytes | None = None) -> bool:
+    """Sends one CHANNEL_DATA (`payload`) or CHANNEL_EOF message (blocking; see the module's
+    docstring for the order of the locks). False when the channel is closed (nothing sent)."""
+    transport = channel.transport
+    deadline = time.monotonic() + transport.clear_to_send_timeout
+    while True:  # between key exchanges, as Transport._send_user_message
+        transport.clear_to_send.wait(0.1)
+        if not transport.active:
+            raise EOFError("SSH connection lost")
+        transport.clear_to_send_lock.acquire()
+        if transport.clear_to_send.is_set():
+            break
+        transport.clear_to_send_lock.release()
+        if time.monotonic() > deadline:
+            raise paramiko.SSHException("Key-exchange timed out waiting for key negotiation")
+    try:
+        with channel.lock:
+            if channel.closed or (kind == cMSG_CHANNEL_EOF and channel.eof_sent):
+                return False
+            message = paramiko.Message()
+            message.add_byte(kind)
+            message.add_int(channel.remote_chanid)
+            if payload is not None:
+                message.add_string(payload)
+            if kind == cMSG_CHANNEL_EOF:
+                channel.eof_sent = True
+            transport._send_message(message)
+            return True
+    finally:
+        transport.clear_to_send_lock.release()
+
+
+def send_input(channel: paramiko.Channel, data: bytes) -> None:
+    """Sends `data` as the command's input (blocking while the channel's window is full); stops
+    early when the channel closes or the server sent EOF (the command reads no more)."""
+    view = memoryview(data)
+    while view:
+        with channel.lock:  # _wait_for_send_window() waits on a condition of this lock, releasing it
+            if channel.closed:
+                return
+            size = channel._wait_for_send_window(min(len(view), channel.out_max_packet_size))
+        if size == 0 or not _send(channel, cMSG_CHANNEL_DATA, bytes(view[:size])):
+            return
+        view = view[size:]
+
+
+def send_input_end(channel: paramiko.Channel) -> None:
+    _send(channel, cMSG_CHANNEL_EOF)
+
+
 class RemoteStream:
     """A started command on its own channel: send input, read output, then `finish()`."""
 
@@ -47,9 +108,6 @@ class RemoteStream:
         self.channel = channel
         self._senders = senders
         self._idle = idle_seconds
-        self._wakeup = _LoopSignal(asyncio.get_running_loop())
-        channel.in_buffer.set_event(self._wakeup)
-        channel.in_stderr_buffer.set_event(self._wakeup)
         channel.settimeout(idle_seconds)  # a send that waits this long for window space fails
         self._pending = bytearray()  # output read past a line
         self.finished = False
@@ -60,18 +118,12 @@ class RemoteStream:
         if self.channel.closed or self.channel.eof_received or self.channel.exit_status_ready():
             return False
         try:
-            await asyncio.get_running_loop().run_in_executor(self._senders, send_stdin, self.channel, data)
+            await asyncio.get_running_loop().run_in_executor(self._senders, send_input, self.channel, data)
         except socket.timeout:
             raise RequestTimeout(f"The system did not take any data for {self._idle:.0f} seconds.") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise CommandInterrupted(f"SSH connection lost: {exc}") from None
         return not self.channel.closed
-
-    async def _wait(self) -> None:
-        try:
-            await self._wakeup.wait(self._idle)
-        except TimeoutError:
-            raise RequestTimeout(f"The system sent nothing for {self._idle:.0f} seconds.") from None
 
     async def read(self, size: int) -> bytes:
         """Up to `size` bytes of output, at least one; b"" once the command's output ended."""
@@ -79,13 +131,12 @@ class RemoteStream:
             data = bytes(self._pending[:size])
             del self._pending[:size]
             return data
-        while True:
-            self._wakeup.reset()
-            if self.channel.recv_ready():
-                return self.channel.recv(min(size, READ_CHUNK * 4))
-            if self.channel.eof_received or self.channel.closed:
-                return b""
-            await self._wait()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._senders, self.channel.recv, size)
+        except socket.timeout:
+            raise RequestTimeout(f"The system sent nothing for {self._idle:.0f} seconds.") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise CommandInterrupted(f"SSH connection lost: {exc}") from None
 
     async def read_line(self) -> bytes:
         """The output up to and including the next newline (what came before the end of the output
@@ -105,7 +156,10 @@ class RemoteStream:
         returns its status, the output not read yet (small: the command's closing lines) and stderr."""
         channel = self.channel
         if send_input_eof:
-            send_eof(channel)
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._senders, send_input_end, channel)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise CommandInterrupted(f"SSH connection lost: {exc}") from None
         stdout = bytearray(self._pending)
         self._pending.clear()
         while len(stdout) < MAX_LINE and (data := await self.read(READ_CHUNK)):
