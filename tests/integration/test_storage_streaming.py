@@ -9,7 +9,6 @@ import hashlib
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 
