@@ -13,9 +13,12 @@ storage service against `scp` over the same sshd as the floor.
 3. SeaweedFS alone: one curl PUT and GET of 256 MiB with presigned URLs (each hop's best case).
 4. RSS of the storage service and of SeaweedFS after the transfers.
 
-Direct gRPC/REST streaming is not implemented yet: no rows for it.
+5. Direct streaming through the gateway (REST, the storage service's UploadStream/DownloadStream: no S3,
+   no job): `PUT .../transfer/stream` of the file with its SHA-256 declared, `GET` of it back, checked.
 
-    .venv/bin/python bench/transfers.py [--quick]    (--quick: 100 MiB only, 2 rounds of 50 MiB)
+    .venv/bin/python bench/transfers.py [--quick] [--sizes MIB ...] [--streaming-only]
+      --quick: 100 MiB only, 2 rounds of 50 MiB; --sizes: other sizes; --streaming-only: scp and
+      direct streaming only (no S3 path, no 50 MiB rounds, no SeaweedFS floor)
 Results: bench/results/transfers.md and transfers.json. Nothing here asserts on time.
 """
 
@@ -165,6 +168,33 @@ def forget_staged(config, names: set[str]) -> None:
                 client.delete_object(Bucket="alice", Key=o["Key"])
 
 
+def stream_up(gateway: str, auth, src: Path, path: str, digest: str) -> float:
+    """Seconds of a direct streamed upload (PUT, the file streamed from disk, its SHA-256 declared)."""
+    start = time.perf_counter()
+    with open(src, "rb") as f:
+        r = httpx.put(f"{gateway}/filesystem/{SYSTEM}/transfer/stream", params={"path": path, "sha256": digest},
+                      content=f, headers={"Authorization": f"Bearer {auth.get_access_token()}",
+                                          "content-type": "application/octet-stream"}, timeout=1800)
+    seconds = time.perf_counter() - start
+    r.raise_for_status()
+    assert r.json()["sha256"] == digest
+    return seconds
+
+
+def stream_down(gateway: str, auth, path: str, back: Path, digest: str) -> float:
+    """Seconds of a direct streamed download into `back`, checked against the announced SHA-256."""
+    start = time.perf_counter()
+    with httpx.stream("GET", f"{gateway}/filesystem/{SYSTEM}/transfer/stream", params={"path": path},
+                      headers={"Authorization": f"Bearer {auth.get_access_token()}"}, timeout=1800) as r, \
+            open(back, "wb") as f:
+        r.raise_for_status()
+        for chunk in r.iter_raw(MIB):
+            f.write(chunk)
+    seconds = time.perf_counter() - start
+    assert r.headers["x-firecrest-sha256"] == digest == sha256_file(back)
+    return seconds
+
+
 def mbps(size: int, seconds: float) -> float:
     return round(size / seconds / 1e6, 1)
 
@@ -172,6 +202,8 @@ def mbps(size: int, seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", metavar="MIB", help="file sizes in MiB (default 100 1024)")
+    parser.add_argument("--streaming-only", action="store_true", help="scp and direct streaming only")
     args = parser.parse_args()
     from firecrest import ClientCredentialsAuth
     from firecrest.v2 import Firecrest
@@ -184,6 +216,9 @@ def main() -> None:
     remote = f"/scratch/alice/bench-transfers-{os.getpid()}"
     api.post(f"/filesystem/{SYSTEM}/ops/mkdir", json={"path": remote}).raise_for_status()
     sizes = [100 * MIB] if args.quick else [100 * MIB, 1024 * MIB]
+    if args.sizes:
+        sizes = [s * MIB for s in args.sizes]
+    s3_alone = None
     rows, small = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -203,6 +238,16 @@ def main() -> None:
                 back.unlink()
                 rows.append({"size": label, "path": "scp (floor)", "direction": "download",
                              "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                seconds = stream_up(gateway, auth, src, f"{remote}/stream-{size}", digest)
+                rows.append({"size": label, "path": "direct streaming (REST)", "direction": "upload",
+                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                seconds = stream_down(gateway, auth, f"{remote}/stream-{size}", back, digest)
+                back.unlink()
+                rows.append({"size": label, "path": "direct streaming (REST)", "direction": "download",
+                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                if args.streaming_only:
+                    src.unlink()
+                    continue
                 start = time.perf_counter()
                 client.upload(SYSTEM, str(src), remote, f"s3-{size}")
                 seconds = time.perf_counter() - start
@@ -217,30 +262,32 @@ def main() -> None:
                 rows.append({"size": label, "path": "S3 staging (pyfirecrest)", "direction": "download",
                              "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
                 src.unlink()
-            s3_alone = s3_floor(config, folder)
+            if not args.streaming_only:
+                s3_alone = s3_floor(config, folder)
             src = folder / "src-50"
             random_file(src, 50 * MIB)
-            for i in range(2 if args.quick else 5):
+            for i in range(0 if args.streaming_only else 2 if args.quick else 5):
                 start = time.perf_counter()
                 client.upload(SYSTEM, str(src), remote, f"small-{i}")
                 small.append(time.perf_counter() - start)
         finally:
             try:
                 client.rm(SYSTEM, remote)  # pyfirecrest refreshes its token (the run outlives one)
-                forget_staged(config, {f"s3-{size}" for size in sizes} | {f"small-{i}" for i in range(5)})
+                if not args.streaming_only:
+                    forget_staged(config, {f"s3-{size}" for size in sizes} | {f"small-{i}" for i in range(5)})
             except Exception as exc:  # the mesh restarting: the folder stays, the figures stand
                 print(f"cleanup of {remote} failed: {exc}", file=sys.stderr)
     rss = {k: v for k, v in process_rss().items() if k in ("storage", "s3")}
     write(rows, small, rss, s3_alone)
 
 
-def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: tuple[float, float]) -> None:
+def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: tuple[float, float] | None) -> None:
     lines = ["| size | path | direction | seconds | MB/s | ratio to scp |", "|---|---|---|---:|---:|---:|"]
     floor = {(r["size"], r["direction"]): r["seconds"] for r in rows if r["path"].startswith("scp")}
     for r in rows:
         ratio = r["seconds"] / floor[(r["size"], r["direction"])]
         lines.append(f"| {r['size']} | {r['path']} | {r['direction']} | {r['seconds']} | {r['MB/s']} | {ratio:.2f}x |")
-    median = statistics.median(small)
+    median = statistics.median(small) if small else float("nan")
     text = "\n".join([
         "# transfers", "", time.strftime("%Y-%m-%d %H:%M:%S %Z"), "",
         "Through the gateway on the shared 2-core machine (other engineers' load present), as alice; "
@@ -248,14 +295,17 @@ def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: t
         "the transfer job on the xfer partition (queue wait included), pyfirecrest's wait for the job "
         "(its sleeps: 0.2, 0.5, 1, 2, 4, 8 s ...).", "",
         *lines, "",
-        f"pyfirecrest upload of 50 MiB, end to end, {len(small)} runs: median {median:.1f} s "
-        f"(min {min(small):.1f}, max {max(small):.1f}); FirecREST v2's minimum is one {V2_PROBE_SECONDS} s "
-        f"probe interval plus the transfer, i.e. > {V2_PROBE_SECONDS} s "
-        f"({V2_PROBE_SECONDS / median:.0f}x the median here).", "",
-        f"SeaweedFS alone (one curl PUT / GET of 256 MiB, presigned): {s3_alone[0]} / {s3_alone[1]} MB/s; the "
-        "S3 path makes two such hops (client → S3, S3 → the system's disk, or the reverse).", "",
+        (f"pyfirecrest upload of 50 MiB, end to end, {len(small)} runs: median {median:.1f} s "
+         f"(min {min(small):.1f}, max {max(small):.1f}); FirecREST v2's minimum is one {V2_PROBE_SECONDS} s "
+         f"probe interval plus the transfer, i.e. > {V2_PROBE_SECONDS} s "
+         f"({V2_PROBE_SECONDS / median:.0f}x the median here)." if small else "(no 50 MiB rounds in this run)"), "",
+        (f"SeaweedFS alone (one curl PUT / GET of 256 MiB, presigned): {s3_alone[0]} / {s3_alone[1]} MB/s; the "
+         "S3 path makes two such hops (client → S3, S3 → the system's disk, or the reverse)."
+         if s3_alone else "(SeaweedFS floor not measured in this run)"), "",
         "RSS after the transfers (KiB): " + ", ".join(f"{k} {v}" for k, v in sorted(rss.items())), "",
-        "Direct gRPC/REST streaming: not implemented yet (issue 11), no figures.", ""])
+        "Direct streaming (REST through the gateway, one SSH channel as the user; the upload's time includes "
+        "the SHA-256 of the whole file on the system before the answer, the download's the SHA-256 before "
+        "the first byte).", ""])
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "transfers.md").write_text(text)
