@@ -3,14 +3,12 @@ real stack: file names made of shell syntax through every transfer job (cp, mv, 
 and S3 both ways run nothing and land where named; invalid paths are refused before any job.
 
 Waiting for a job is pyfirecrest's own (`wait_for_job`, then the job's output read through
-`ops/view`), polling every 0.2 s instead of its backoff (0.2, 0.5, 1, 2, 4, 8 s...), which, for 42
-jobs of a few seconds each, mostly waited past their end.
+`ops/view`). The file is apart from test_storage_transfers.py so that its 42 transfer jobs take an
+xdist worker of their own.
 """
 
 from __future__ import annotations
 
-import importlib
-import itertools
 import os
 import time
 
@@ -18,13 +16,9 @@ import pytest
 
 from tests.integration.storage_helpers import MIB, OPS, SYSTEM, TRANSFER, names, put_small
 
-POLL_SECONDS = 0.2
-pyfirecrest_client = importlib.import_module("firecrest.v2._sync.Client")  # the module: its sleep_generator
-
 
 @pytest.fixture
-def client(firecrest_client, monkeypatch):
-    monkeypatch.setattr(pyfirecrest_client, "sleep_generator", lambda: itertools.repeat(POLL_SECONDS))
+def client(firecrest_client):
     return firecrest_client("alice")
 
 
