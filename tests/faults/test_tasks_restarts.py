@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.processes import mesh
-from tests.integration.tasks_helpers import FINAL, events, held_job, submit_async, watch_to_end
+from tests.integration.tasks_helpers import FINAL, ends_succeeded, events, held_job, submit_async
 
 
 @pytest.mark.parametrize("service", ["tasks", "compute"])
@@ -27,7 +27,4 @@ def test_task_completes_across_a_restart(api, config, service):
         mesh("up")
     finally:
         release.touch()  # the job ends now (also when the test failed: no job left waiting)
-    last = watch_to_end(alice, task["id"])  # a new watch: the current state first, then to the end
-    assert last["state"] == "SUCCEEDED" and last["result"]["exitCode"] == 0
-    assert last["result"]["jobId"] == running["result"]["jobId"]
-    assert alice.get(f"/tasks/{task['id']}").json()["state"] == "SUCCEEDED"
+    ends_succeeded(alice, task["id"], running["result"]["jobId"])

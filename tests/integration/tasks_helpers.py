@@ -73,3 +73,12 @@ def watch_to_end(client: httpx.Client, task_id: str, attempts: int = 20) -> dict
                 raise
         time.sleep(1)
     raise AssertionError(f"task {task_id} did not end")
+
+
+def ends_succeeded(client: httpx.Client, task_id: str, job_id: str) -> None:
+    """After a restart: a new watch (the current state first, then to the end) sees the task SUCCEEDED
+    with job `job_id`'s exit code 0, and the task stays readable."""
+    last = watch_to_end(client, task_id)
+    assert last["state"] == "SUCCEEDED" and last["result"]["exitCode"] == 0
+    assert last["result"]["jobId"] == job_id
+    assert client.get(f"/tasks/{task_id}").json()["state"] == "SUCCEEDED"

@@ -23,7 +23,7 @@ import pytest
 
 from firecrest_mesh.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from services.common import mesh_pki, mesh_tls
-from tests.integration.tasks_helpers import FINAL, events, held_job, submit_async, watch_to_end
+from tests.integration.tasks_helpers import FINAL, ends_succeeded, events, held_job, submit_async
 
 TASKS = "/firecrest_mesh.tasks.v1.TasksService/"
 RECORDS = "/firecrest_mesh.tasks.v1.TaskRecordsService/"
@@ -136,7 +136,4 @@ def test_task_completes_across_a_restart(deployment, redis_tasks_api, system, st
                 deployment.start(name)
     finally:
         release.touch()  # the job ends now (also when the test failed: no job left waiting)
-    last = watch_to_end(alice, task["id"])  # a new watch: the current state first, then to the end
-    assert last["state"] == "SUCCEEDED" and last["result"]["exitCode"] == 0
-    assert last["result"]["jobId"] == running["result"]["jobId"]
-    assert alice.get(f"/tasks/{task['id']}").json()["state"] == "SUCCEEDED"
+    ends_succeeded(alice, task["id"], running["result"]["jobId"])
