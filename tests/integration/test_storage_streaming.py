@@ -1,58 +1,19 @@
 """Direct streaming through the real gateway (REST and native gRPC) as alice and bob: round trips
 with SHA-256, resume of a cut upload and of a download, a wrong declared digest, another user's
-files, hostile paths, and 1 GiB each way with the peak memory of every mesh process (`-m "not
-large"` leaves those two out)."""
+files, hostile paths. 1 GiB each way with the services' peak memory: test_storage_streaming_large.py."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from firecrest_mesh.storage.v1 import storage_pb2, storage_pb2_grpc
 from google.api import httpbody_pb2
 
-SYSTEM = "local"
-STREAM = f"/filesystem/{SYSTEM}/transfer/stream"
-OPS = f"/filesystem/{SYSTEM}/ops"
-MIB = 1 << 20
-
-
-def blocks(count: int, size: int = MIB, seed: bytes = b"firecrest"):
-    """`count` deterministic blocks of `size` bytes (each differs), generated one at a time."""
-    base = hashlib.sha256(seed).digest() * (size // 32)
-    for i in range(count):
-        yield i.to_bytes(8, "big") + base[8:]
-
-
-def digest_of(chunks) -> str:
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(c)
-    return h.hexdigest()
-
-
-def put(api, path: str, content, **params) -> httpx.Response:
-    return api.put(STREAM, params={"path": path, **params}, content=content,
-                   headers={"content-type": "application/octet-stream"}, timeout=600)
-
-
-def fetch(api, path: str, **params) -> tuple[httpx.Response, bytes]:
-    r = api.get(STREAM, params={"path": path, **params}, timeout=600)
-    return r, r.content
-
-
-def partial_status(api, path: str) -> dict:
-    for _ in range(10):  # alice's budget of transfer calls is shared with the other tests running as her
-        r = api.get(f"{STREAM}/status", params={"path": path})
-        if r.status_code != 429:
-            break
-        time.sleep(1)
-    assert r.status_code == 200, r.text
-    return r.json()
+from tests.integration.stream_client import MIB, OPS, STREAM, SYSTEM, blocks, digest_of, fetch, partial_status, put
 
 
 def test_rest_round_trip_with_sha256(api, workdir):
@@ -207,78 +168,39 @@ def test_hostile_paths_run_nothing(api, workdir, name):
     assert put(api(), f"{folder}/../escape", b"x").status_code == 400
 
 
-def _service_pids(config) -> dict[str, int]:
-    pids = {}
-    for pid_file in Path(config.state("run")).glob("*.pid"):
-        try:
-            pid = int(pid_file.read_text())
-            Path(f"/proc/{pid}/status").read_text()
-        except (OSError, ValueError):
-            continue
-        pids[pid_file.stem] = pid
-    return pids
+def test_cancelled_grpc_upload_leaves_the_target_and_resumes(api, grpc_channel, grpc_metadata, workdir):
+    """A native gRPC client cancels its upload mid-stream: the target stays as it was; the rest, sent
+    from the reported offset, completes the file."""
+    stub = storage_pb2_grpc.StorageServiceStub(grpc_channel)
+    path = f"{workdir()}/cancelled.bin"
+    assert put(api(), path, b"before").status_code == 201
+    data = b"".join(blocks(8))
+    sent = threading.Event()
 
+    def requests():
+        yield storage_pb2.UploadStreamRequest(system_name=SYSTEM, path=path)
+        for start in range(0, 4 * MIB, MIB):
+            yield storage_pb2.UploadStreamRequest(data=httpbody_pb2.HttpBody(data=data[start:start + MIB]))
+        sent.set()
+        time.sleep(30)  # never ends by itself: the call is cancelled meanwhile
 
-def _peak_kib(pid: int) -> int | None:
-    """VmHWM of `pid` in KiB; None when the process is gone (restarted meanwhile by someone else)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return None
+    call = stub.UploadStream.future(requests(), metadata=grpc_metadata())
+    assert sent.wait(60)
+    time.sleep(1)
+    call.cancel()
+    deadline = time.monotonic() + 30
+    while (status := partial_status(api(), path))["inProgress"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    have = int(status["partialSize"])
+    assert not status["inProgress"] and 0 < have <= 4 * MIB
+    assert fetch(api(), path)[1] == b"before"
 
+    def rest():
+        yield storage_pb2.UploadStreamRequest(system_name=SYSTEM, path=path, offset=have,
+                                              sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        for start in range(have, len(data), MIB):
+            yield storage_pb2.UploadStreamRequest(data=httpbody_pb2.HttpBody(data=data[start:start + MIB]))
 
-PEAK_LIMIT_KIB = 100 * 1000 * 1000 // 1024  # 100 MB
-# The other processes on a transfer's path (the gateway, the certificator) must not grow with it. The
-# rest take no part in it (compute, utilities, SeaweedFS...): on the shared machine their size is set by
-# other load (other tests, a soak); they are printed, not asserted.
-GROWTH_LIMIT_KIB = {"envoy": 32 * 1024, "certificator": 8 * 1024}
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-
-
-@pytest.mark.large
-def test_one_gib_up_and_down_in_bounded_memory(api, workdir, config):
-    """1 GiB streamed up (REST, chunked from a generator) and down (REST, read in 1 MiB pieces), both
-    checked by SHA-256. The storage service's peak resident memory during the transfers (VmHWM, reset
-    before) stays under 100 MB; the gateway and the certificator do not grow by more than GROWTH_LIMIT_KIB."""
-    pids = _service_pids(config)
-    before = {}
-    for name, pid in pids.items():
-        try:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        except OSError:
-            continue
-        before[name] = _rss_kib(pid)
-    path = f"{workdir()}/one-gib.bin"
-    expected = digest_of(blocks(1024))
-    try:
-        r = put(api(), path, blocks(1024), sha256=expected)
-        assert r.status_code == 201, r.text
-        assert r.json()["sha256"] == expected
-        got, size = hashlib.sha256(), 0
-        with api().stream("GET", STREAM, params={"path": path}, timeout=600) as r:
-            assert r.status_code == 200
-            assert r.headers["x-firecrest-sha256"] == expected
-            for chunk in r.iter_raw(MIB):
-                got.update(chunk)
-                size += len(chunk)
-        assert (size, got.hexdigest()) == (1 << 30, expected)
-    finally:
-        api().delete(f"{OPS}/rm", params={"path": path})
-    peaks = {name: peak for name, pid in pids.items() if name in before and (peak := _peak_kib(pid)) is not None}
-    print("\nRSS before → peak during 1 GiB up and down (MiB):",
-          {n: f"{before[n] / 1024:.1f} → {k / 1024:.1f}" for n, k in sorted(peaks.items())})
-    assert "storage" in peaks, "the storage service restarted during the transfers"
-    assert peaks["storage"] < PEAK_LIMIT_KIB, f"storage's peak RSS {peaks['storage']} KiB is 100 MB or more"
-    grown = {n: k - before[n] for n, k in peaks.items() if n in GROWTH_LIMIT_KIB and k - before[n] > GROWTH_LIMIT_KIB[n]}
-    assert not grown, f"grew during the transfers (KiB): {grown}"
+    answer = stub.UploadStream(rest(), metadata=grpc_metadata())
+    assert (answer.size, answer.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert hashlib.sha256(fetch(api(), path)[1]).hexdigest() == answer.sha256
