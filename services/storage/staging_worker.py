@@ -6,13 +6,17 @@ transfer) by never loading them: `start_upload`/`start_download` (services.stora
 worker process, spawned on the first S3 transfer (a fresh interpreter, not a fork of the gRPC
 server) and kept for the next ones. Arguments and answers are plain data; an `ApiError` raised there
 (S3 unreachable: 503, too many parts: 400) reaches the caller as it is. A worker that died is
-replaced on the next call; the call that saw it die answers 503.
+replaced on the next call; the call that saw it die answers 503. The helper dies with the service
+(PR_SET_PDEATHSIG), also when the service is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -21,6 +25,16 @@ from services.storage.settings import S3Credentials, S3Settings
 from services.storage.staging import S3Staging, StagedDownload, StagedUpload
 
 _staging: S3Staging | None = None  # the worker process's own (made on its first call)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """The helper process's initializer: SIGKILL when the service's process ends."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the line above
+        os._exit(1)
 
 
 def _in_worker(settings: S3Settings, credentials: S3Credentials, operation: str, *args):
@@ -40,7 +54,8 @@ class StagingWorker:
 
     async def _call(self, operation: str, *args):
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_die_with, initargs=(os.getpid(),))
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, _in_worker, self.settings, self._credentials, operation, *args)
