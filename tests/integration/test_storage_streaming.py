@@ -204,3 +204,32 @@ def test_cancelled_grpc_upload_leaves_the_target_and_resumes(api, grpc_channel, 
     answer = stub.UploadStream(rest(), metadata=grpc_metadata())
     assert (answer.size, answer.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     assert hashlib.sha256(fetch(api(), path)[1]).hexdigest() == answer.sha256
+
+
+def test_one_upload_per_target_at_a_time(api, workdir):
+    """While an upload to a path runs, the status says so and a second upload to it answers 409."""
+    path = f"{workdir()}/busy.bin"
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        yield b"a" * MIB
+        started.set()
+        release.wait(60)
+        yield b"b" * MIB
+
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(put(api(), path, slow())))
+    first.start()
+    try:
+        assert started.wait(30)
+        deadline = time.monotonic() + 30
+        while not partial_status(api(), path)["inProgress"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert partial_status(api(), path)["inProgress"]
+        r = put(api(), path, b"other")
+        assert r.status_code == 409 and "in progress" in r.json()["message"], r.text
+    finally:
+        release.set()
+        first.join(60)
+    assert answers[0].status_code == 201, answers[0].text
+    assert fetch(api(), path)[1] == b"a" * MIB + b"b" * MIB
