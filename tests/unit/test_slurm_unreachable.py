@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from services.common.config import load_config
 from services.common.errors import BadRequest, Forbidden, InternalError, NotFound, ServiceUnavailable
 from services.common.ssh.command import CommandResult
 from services.slurm import delimited, errors, scheduler
 from services.slurm.scheduler import SlurmScheduler
-from tests.unit.test_slurm_client import ALICE, SPEC, SQ, Pool, client, ok, read, system  # noqa: F401
+from tests.unit.test_slurm_client import ALICE, SPEC, SQ, Pool, client, ok, read
 
 CAPTURED = Path(__file__).resolve().parents[1] / "data" / "slurm-22.05" / "scheduler_unreachable.txt"
 
@@ -33,6 +34,13 @@ def captured() -> list[tuple[str, str, int, str]]:
 
 
 CAPTURES = captured()
+
+
+@pytest.fixture(scope="module")
+def system():
+    return load_config().system("local")
+
+
 CI_SEEN = "sbatch: error: Batch job submission failed: Connection reset by peer\n"  # slurmctld killed under load
 
 
