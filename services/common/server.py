@@ -31,7 +31,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import identity, logs, mesh_pki, mesh_tls, metrics
+from services.common import glibc_malloc, identity, logs, memory_trace, mesh_pki, mesh_tls, metrics
 from services.common.config import Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
 from services.common.health_listener import HealthListener
@@ -307,7 +307,10 @@ def run(name: str, register: Register, public_methods: frozenset[str] = frozense
     """Entry point of a service process: JSON logs, config, serve until SIGTERM. `public_methods`
     (full gRPC method names) need no token, only an admitted peer; `internal_services` (full gRPC
     service names) admit only the mesh's services and need no token."""
+    glibc_malloc.limit_arenas()  # before any thread: threads share 2 glibc arenas (MALLOC_ARENA_MAX wins)
+    glibc_malloc.start_trimming()  # free heap pages back to the system every 10 s
     logs.setup(name)
+    memory_trace.start_if_asked()  # FIRECREST_MESH_TRACEMALLOC=<seconds>: off unless asked
     # A request hops between the event loop, an SSH worker thread and paramiko's transport thread;
     # with the default 5 ms GIL switch interval each hop can wait that long.
     sys.setswitchinterval(0.0005)
