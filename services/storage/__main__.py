@@ -3,15 +3,13 @@
 import ctypes
 
 # Direct streams pass 1 MiB buffers between the event loop, worker threads and gRPC's threads. With
-# glibc's defaults each thread's arena keeps what it freed and the mmap threshold climbs to 1 MiB
-# after the first such buffer is freed, so the heap grows with every transfer; a fixed threshold
-# (buffers of 64 KiB and more are mmapped, and unmapped when freed) and two arenas keep it flat
-# (peak RSS over two 200 MiB streamed uploads and downloads: 104 MiB with glibc's defaults, 87 MiB
-# with these).
-_libc = ctypes.CDLL("libc.so.6")
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
-_libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
-_libc.mallopt(_M_ARENA_MAX, 2)
+# glibc's defaults the mmap threshold climbs to 1 MiB after the first such buffer is freed, so the
+# heap grows with every transfer; a fixed threshold (buffers of 64 KiB and more are mmapped, and
+# unmapped when freed) and two arenas (`services.common.glibc_malloc`, for every service) keep it
+# flat (peak RSS over two 200 MiB streamed uploads and downloads: 104 MiB with glibc's defaults,
+# 87 MiB with these).
+_M_MMAP_THRESHOLD = -3
+ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
 
 from services.common.server import run  # noqa: E402
 from services.storage.service import register  # noqa: E402
