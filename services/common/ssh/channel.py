@@ -14,7 +14,7 @@ import threading
 import time
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF, cMSG_CHANNEL_REQUEST
 
 from services.common.config import SystemConfig
 from services.common.errors import PayloadTooLarge, RequestTimeout, SshConnectionFailed
@@ -47,47 +47,67 @@ def ended_without_status(channel: paramiko.Channel) -> SshConnectionFailed:
                         "unknown")
 
 
-def send_eof(channel: paramiko.Channel) -> None:
-    """Sends our EOF on `channel`, never after our CLOSE.
+def send_message(channel: paramiko.Channel, kind: bytes, payload: bytes | None = None) -> bool:
+    """Sends one CHANNEL_DATA (`payload`) or CHANNEL_EOF message on `channel`, never after our CLOSE;
+    False when the channel is closed (or, for EOF, ours was sent already): nothing sent.
 
-    paramiko's shutdown_write() sends the EOF outside the channel lock, so when a command ends at
-    once, the transport thread may answer the server's CLOSE with our CLOSE first; sshd then sees an
-    EOF for a freed channel and drops the whole connection with every other channel on it
-    ("ieof packet referred to nonexistent channel"). Holding the lock while sending orders the two
-    (the private calls are those shutdown_write() itself makes).
+    Two orders matter. paramiko sends channel messages outside the channel lock, so when a command
+    ends at once the transport thread may answer the server's CLOSE with our CLOSE first; sshd then
+    sees our EOF or data for a freed channel and drops the whole connection with every other channel
+    on it ("... referred to nonexistent channel"): the message is built and sent holding the channel's
+    lock. And paramiko renegotiates keys every 512 MiB of a connection, during which a message waits
+    for the new keys; waiting for them while holding the channel's lock (as `_send_user_message`
+    called under it would) blocks the transport thread on this channel's next message until "Key-
+    exchange timed out" (a streamed transfer stalled so at 512 MiB). So the transport's clear-to-send
+    lock is taken first, only between exchanges, as `_send_user_message` does, and the channel's
+    second, never waiting for one while holding the other.
     """
-    with channel.lock:
-        if channel.closed:
-            return
-        message = channel._send_eof()
-        if message is not None:
-            channel.transport._send_user_message(message)
+    transport = channel.transport
+    deadline = time.monotonic() + transport.clear_to_send_timeout
+    while True:  # between key exchanges, as Transport._send_user_message
+        transport.clear_to_send.wait(0.1)
+        if not transport.active:
+            raise EOFError("SSH connection lost")
+        transport.clear_to_send_lock.acquire()
+        if transport.clear_to_send.is_set():
+            break
+        transport.clear_to_send_lock.release()
+        if time.monotonic() > deadline:
+            raise paramiko.SSHException("Key-exchange timed out waiting for key negotiation")
+    try:
+        with channel.lock:
+            if channel.closed or (kind == cMSG_CHANNEL_EOF and channel.eof_sent):
+                return False
+            message = paramiko.Message()
+            message.add_byte(kind)
+            message.add_int(channel.remote_chanid)
+            if payload is not None:
+                message.add_string(payload)
+            if kind == cMSG_CHANNEL_EOF:
+                channel.eof_sent = True
+            transport._send_message(message)
+            return True
+    finally:
+        transport.clear_to_send_lock.release()
+
+
+def send_eof(channel: paramiko.Channel) -> None:
+    """Sends our EOF on `channel` (the command's input ends), never after our CLOSE."""
+    send_message(channel, cMSG_CHANNEL_EOF)
 
 
 def send_stdin(channel: paramiko.Channel, data: bytes) -> None:
-    """Sends `data` as the command's stdin, never after our CLOSE.
-
-    The same race as in send_eof: paramiko's sendall() builds each DATA message under the channel
-    lock but sends it after releasing it. A command that exits without reading its input (e.g. an
-    upload whose target cannot be created) makes the server send CLOSE at once; if the transport
-    thread answers with our CLOSE before our DATA goes out, sshd sees data for a freed channel and
-    drops the whole connection ("data packet referred to nonexistent channel"). Sending under the lock
-    orders them; once the channel is closed the rest of the input is dropped (the command is gone and
-    its exit status tells what happened).
-    """
+    """Sends `data` as the command's input (blocking while the channel's window is full, up to the
+    channel's timeout); stops early when the channel closes or the server sent EOF (the command reads
+    no more: its exit status tells what happened)."""
     view = memoryview(data)
     while view:
         with channel.lock:  # _wait_for_send_window() waits on a condition of this lock, releasing it
             if channel.closed:
                 return
             size = channel._wait_for_send_window(min(len(view), channel.out_max_packet_size))
-            if size == 0:  # the server sent EOF: it reads no more input
-                return
-            message = paramiko.Message()
-            message.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
-            message.add_int(channel.remote_chanid)
-            message.add_string(bytes(view[:size]))
-            channel.transport._send_user_message(message)
+        if size == 0 or not send_message(channel, cMSG_CHANNEL_DATA, bytes(view[:size])):
+            return
         view = view[size:]
 
 

@@ -14,13 +14,8 @@ leaving the `with` in any other way than after `finish()` (an error, the caller 
 command (TERM, then KILL, to its process group) before the slot is given back: the remote side never
 sees an EOF it could take for the end of a complete input.
 
-Key re-exchange: paramiko renegotiates keys every 512 MiB, and while it does, a message to send waits
-for the new keys. `channel.send_stdin` (the pool's, for small inputs) waits holding the channel's lock, which the transport thread
-needs to handle this channel's next WINDOW_ADJUST before the exchange can finish: a transfer past
-512 MiB then stalled until "Key-exchange timed out". Here each message is sent holding the
-transport's clear-to-send lock first (taken only between exchanges, as paramiko's
-`_send_user_message` does) and the channel's lock second, never waiting for one while holding the
-other's wait: data still never follows our CLOSE, and the exchange is never blocked.
+Key re-exchange: paramiko renegotiates keys every 512 MiB; input is sent with `channel.send_message`'s
+lock order, which never blocks the exchange (see there).
 """
 
 from __future__ import annotations
@@ -28,17 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF
 
 from services.common.config import SystemConfig
 from services.common.errors import RequestTimeout
 from services.common.identity import Caller
-from services.common.ssh.channel import READ_CHUNK, ChannelRefused, terminate
+from services.common.ssh.channel import READ_CHUNK, ChannelRefused, send_eof, send_stdin, terminate
 from services.common.ssh.command import CommandResult, shell_join
 from services.common.ssh.pool import SshPool
 from services.common.ssh.retry import CommandInterrupted
@@ -49,56 +42,6 @@ MAX_LINE = 64 * 1024  # a status line the command prints before or after its dat
 # Smaller than the pool's (8 MiB, for commands whose whole output is read at once): a stream is read
 # as it comes, and a smaller buffer keeps the service's memory flat.
 WINDOW_SIZE = 2 * 1024 * 1024
-
-
-def _send(channel: paramiko.Channel, kind: bytes, payload: bytes | None = None) -> bool:
-    """Sends one CHANNEL_DATA (`payload`) or CHANNEL_EOF message (blocking; see the module's
-    docstring for the order of the locks). False when the channel is closed (nothing sent)."""
-    transport = channel.transport
-    deadline = time.monotonic() + transport.clear_to_send_timeout
-    while True:  # between key exchanges, as Transport._send_user_message
-        transport.clear_to_send.wait(0.1)
-        if not transport.active:
-            raise EOFError("SSH connection lost")
-        transport.clear_to_send_lock.acquire()
-        if transport.clear_to_send.is_set():
-            break
-        transport.clear_to_send_lock.release()
-        if time.monotonic() > deadline:
-            raise paramiko.SSHException("Key-exchange timed out waiting for key negotiation")
-    try:
-        with channel.lock:
-            if channel.closed or (kind == cMSG_CHANNEL_EOF and channel.eof_sent):
-                return False
-            message = paramiko.Message()
-            message.add_byte(kind)
-            message.add_int(channel.remote_chanid)
-            if payload is not None:
-                message.add_string(payload)
-            if kind == cMSG_CHANNEL_EOF:
-                channel.eof_sent = True
-            transport._send_message(message)
-            return True
-    finally:
-        transport.clear_to_send_lock.release()
-
-
-def send_input(channel: paramiko.Channel, data: bytes) -> None:
-    """Sends `data` as the command's input (blocking while the channel's window is full); stops
-    early when the channel closes or the server sent EOF (the command reads no more)."""
-    view = memoryview(data)
-    while view:
-        with channel.lock:  # _wait_for_send_window() waits on a condition of this lock, releasing it
-            if channel.closed:
-                return
-            size = channel._wait_for_send_window(min(len(view), channel.out_max_packet_size))
-        if size == 0 or not _send(channel, cMSG_CHANNEL_DATA, bytes(view[:size])):
-            return
-        view = view[size:]
-
-
-def send_input_end(channel: paramiko.Channel) -> None:
-    _send(channel, cMSG_CHANNEL_EOF)
 
 
 class RemoteStream:
@@ -118,7 +61,7 @@ class RemoteStream:
         if self.channel.closed or self.channel.eof_received or self.channel.exit_status_ready():
             return False
         try:
-            await asyncio.get_running_loop().run_in_executor(self._senders, send_input, self.channel, data)
+            await asyncio.get_running_loop().run_in_executor(self._senders, send_stdin, self.channel, data)
         except socket.timeout:
             raise RequestTimeout(f"The system did not take any data for {self._idle:.0f} seconds.") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -157,7 +100,7 @@ class RemoteStream:
         channel = self.channel
         if send_input_eof:
             try:
-                await asyncio.get_running_loop().run_in_executor(self._senders, send_input_end, channel)
+                await asyncio.get_running_loop().run_in_executor(self._senders, send_eof, channel)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise CommandInterrupted(f"SSH connection lost: {exc}") from None
         stdout = bytearray(self._pending)
