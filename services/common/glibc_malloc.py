@@ -24,7 +24,7 @@ import time
 
 ARENA_MAX = 2
 TRIM_SECONDS = 10.0
-_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt's parameter numbers (malloc.h)
 
 
 def _libc_function(name: str):
@@ -35,14 +35,26 @@ def _libc_function(name: str):
         return None
 
 
-def limit_arenas(arenas: int = ARENA_MAX) -> bool:
-    """Limits glibc's malloc to `arenas` arenas unless MALLOC_ARENA_MAX is set; True if it did."""
+def _mallopt(parameter: int, value: int) -> bool:
     mallopt = _libc_function("mallopt")
-    if os.environ.get("MALLOC_ARENA_MAX") or mallopt is None:
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return mallopt(_M_ARENA_MAX, arenas) == 1
+    return mallopt(parameter, value) == 1
+
+
+def limit_arenas(arenas: int = ARENA_MAX) -> bool:
+    """Limits glibc's malloc to `arenas` arenas unless MALLOC_ARENA_MAX is set; True if it did."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    return _mallopt(_M_ARENA_MAX, arenas)
+
+
+def fix_mmap_threshold(size: int) -> bool:
+    """Blocks of `size` bytes and more are mmapped (and unmapped when freed), for good: glibc's own
+    threshold climbs with the largest block freed. True if it was set."""
+    return _mallopt(_M_MMAP_THRESHOLD, size)
 
 
 def start_trimming(interval: float = TRIM_SECONDS) -> threading.Thread | None:

@@ -1,6 +1,6 @@
 """`python -m services.storage`: runs the storage service on its configured loopback address."""
 
-import ctypes
+from services.common import glibc_malloc
 
 # Direct streams pass 1 MiB buffers between the event loop, worker threads and gRPC's threads. With
 # glibc's defaults the mmap threshold climbs to 1 MiB after the first such buffer is freed, so the
@@ -8,8 +8,7 @@ import ctypes
 # unmapped when freed) and two arenas (`services.common.glibc_malloc`, for every service) keep it
 # flat (peak RSS over two 200 MiB streamed uploads and downloads: 104 MiB with glibc's defaults,
 # 87 MiB with these).
-_M_MMAP_THRESHOLD = -3
-ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+glibc_malloc.fix_mmap_threshold(64 * 1024)
 
 from services.common.server import run  # noqa: E402
 from services.storage.service import register  # noqa: E402
