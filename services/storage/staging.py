@@ -4,18 +4,19 @@ transfer at `<uuid4>/<basename>`, multipart uploads and presigned URLs.
 
 Two clients sign: the private one (`private_url`) talks to S3 for the service and signs the URLs the
 transfer jobs on the system use; the public one (`public_url`) signs the URLs handed to the client.
-Presigning is local; creating a bucket or a multipart upload is a call to S3, made on a worker thread
-(`asyncio.to_thread`) by the servicer. S3 unreachable or refusing → 503.
+Presigning is local; creating a bucket or a multipart upload is a call to S3. S3 unreachable or
+refusing → 503.
 
-boto3 is imported and the clients made on first use, not at start-up: they hold ~23 MiB (the S3
-service model), which a storage process serving only direct streams and transfer jobs never needs.
+An `S3Staging` is made only where S3 is called: the storage service's helper process
+(`staging_worker`) and the sweeper's child process. boto3 is imported then, not with this module:
+its clients hold ~23 MiB (the S3 service model), which the service process, importing this module for
+its types, never loads.
 """
 
 from __future__ import annotations
 
 import math
 import posixpath
-import threading
 import uuid
 from dataclasses import dataclass
 
@@ -80,29 +81,12 @@ def _client(url: str, settings: S3Settings, credentials: S3Credentials):
 
 
 class S3Staging:
-    """Blocking; call from a worker thread."""
+    """Blocking: made and called in a process of its own (`staging_worker`, the sweeper's child)."""
 
     def __init__(self, settings: S3Settings, credentials: S3Credentials):
         self.settings = settings
-        self._credentials = credentials
-        self._clients: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def _client_for(self, url: str):
-        with self._lock:
-            if url not in self._clients:
-                self._clients[url] = _client(url, self.settings, self._credentials)
-            return self._clients[url]
-
-    @property
-    def private(self):
-        """The client of `private_url` (the service's calls, the jobs' URLs)."""
-        return self._client_for(self.settings.private_url)
-
-    @property
-    def public(self):
-        """The client of `public_url` (the URLs handed to clients)."""
-        return self._client_for(self.settings.public_url)
+        self.private = _client(settings.private_url, settings, credentials)  # the service's calls, the jobs' URLs
+        self.public = _client(settings.public_url, settings, credentials)  # the URLs handed to clients
 
     def _sign(self, client, operation: str, method: str | None = None, **params) -> str:
         return client.generate_presigned_url(operation, Params=params, HttpMethod=method,
