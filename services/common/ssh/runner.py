@@ -37,13 +37,17 @@ def exited_non_zero(result: CommandResult) -> bool:
     return not result.ok
 
 
-def command_line(seconds: int, argvs: Sequence[Sequence[str]]) -> str:
-    """One remote line: each argv quoted and wrapped in `timeout seconds`, chained with `&&`."""
-    line = " && ".join(shell_join(with_timeout(seconds, argv)) for argv in argvs)
+def checked_length(line: str) -> str:
+    """`line`, or 400 when it is longer than a remote command line may be (MAX_COMMAND_LINE)."""
     if len(line.encode("utf-8", errors="surrogatepass")) > MAX_COMMAND_LINE:
         raise BadRequest(f"The request's parameters are too long (more than {MAX_COMMAND_LINE} bytes "
                          f"in the command they make).")
     return line
+
+
+def command_line(seconds: int, argvs: Sequence[Sequence[str]]) -> str:
+    """One remote line: each argv quoted and wrapped in `timeout seconds`, chained with `&&`."""
+    return checked_length(" && ".join(shell_join(with_timeout(seconds, argv)) for argv in argvs))
 
 
 class CommandRunner:

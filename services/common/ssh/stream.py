@@ -35,7 +35,7 @@ from services.common.ssh.channel import READ_CHUNK, ChannelRefused, send_eof, se
 from services.common.ssh.command import CommandResult, shell_join
 from services.common.ssh.pool import SshPool
 from services.common.ssh.retry import CommandInterrupted
-from services.common.ssh.runner import MAX_COMMAND_LINE
+from services.common.ssh.runner import checked_length
 
 MAX_LINE = 64 * 1024  # a status line the command prints before or after its data
 # The channel's receive window: what the system may send before we read it (paramiko buffers it).
@@ -132,9 +132,7 @@ class RemoteStreams:
     @contextlib.asynccontextmanager
     async def open(self, caller: Caller, system: SystemConfig, argv: Sequence[str]) -> AsyncIterator[RemoteStream]:
         """`argv` started as `caller` on `system`; stopped on exit unless `finish()` ran."""
-        command = shell_join(argv)
-        if len(command.encode("utf-8", errors="surrogatepass")) > MAX_COMMAND_LINE:
-            raise ValueError("command line too long")
+        command = checked_length(shell_join(argv))
         loop = asyncio.get_running_loop()
         async with self.pool.lease(caller, system, command) as transport:
             started = loop.run_in_executor(self._senders, _start, transport, command,
