@@ -24,16 +24,14 @@ def _service_pids(config) -> dict[str, int]:
     return pids
 
 
-def _peak_kib(pid: int) -> int | None:
-    """VmHWM of `pid` in KiB; None when the process is gone (restarted meanwhile by someone else)."""
+def _status_kib(pid: int, field: str) -> int | None:
+    """`field` of /proc/`pid`/status in KiB (VmRSS: resident now, VmHWM: its peak); None when the
+    process is gone (restarted meanwhile by someone else)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")), None)
 
 
 PEAK_LIMIT_KIB = 100 * 1000 * 1000 // 1024  # 100 MB
@@ -41,14 +39,6 @@ PEAK_LIMIT_KIB = 100 * 1000 * 1000 // 1024  # 100 MB
 # rest take no part in it (compute, utilities, SeaweedFS...): on the shared machine their size is set by
 # other load (other tests, a soak); they are printed, not asserted.
 GROWTH_LIMIT_KIB = {"envoy": 32 * 1024, "certificator": 8 * 1024}
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
 
 
 @pytest.mark.large
@@ -63,7 +53,8 @@ def test_one_gib_up_and_down_in_bounded_memory(api, workdir, config):
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         except OSError:
             continue
-        before[name] = _rss_kib(pid)
+        if (rss := _status_kib(pid, "VmRSS")) is not None:
+            before[name] = rss
     path = f"{workdir()}/one-gib.bin"
     expected = digest_of(blocks(1024))
     try:
@@ -80,7 +71,7 @@ def test_one_gib_up_and_down_in_bounded_memory(api, workdir, config):
         assert (size, got.hexdigest()) == (1 << 30, expected)
     finally:
         api().delete(f"{OPS}/rm", params={"path": path})
-    peaks = {name: peak for name, pid in pids.items() if name in before and (peak := _peak_kib(pid)) is not None}
+    peaks = {name: peak for name, pid in pids.items() if name in before and (peak := _status_kib(pid, "VmHWM")) is not None}
     print("\nRSS before → peak during 1 GiB up and down (MiB):",
           {n: f"{before[n] / 1024:.1f} → {k / 1024:.1f}" for n, k in sorted(peaks.items())})
     assert "storage" in peaks, "the storage service restarted during the transfers"
