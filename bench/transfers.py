@@ -199,6 +199,11 @@ def mbps(size: int, seconds: float) -> float:
     return round(size / seconds / 1e6, 1)
 
 
+def row(label: str, path: str, direction: str, size: int, seconds: float) -> dict:
+    """One line of the results table."""
+    return {"size": label, "path": path, "direction": direction, "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -230,21 +235,17 @@ def main() -> None:
                 label = f"{size // MIB} MiB"
                 seconds = scp(config, folder, str(src), f"alice@127.0.0.1:{remote}/scp-{size}")
                 assert remote_sha256(config, folder, f"{remote}/scp-{size}") == digest
-                rows.append({"size": label, "path": "scp (floor)", "direction": "upload", "seconds": round(seconds, 2),
-                             "MB/s": mbps(size, seconds)})
+                rows.append(row(label, "scp (floor)", "upload", size, seconds))
                 back = folder / f"scp-back-{size}"
                 seconds = scp(config, folder, f"alice@127.0.0.1:{remote}/scp-{size}", str(back))
                 assert sha256_file(back) == digest
                 back.unlink()
-                rows.append({"size": label, "path": "scp (floor)", "direction": "download",
-                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                rows.append(row(label, "scp (floor)", "download", size, seconds))
                 seconds = stream_up(gateway, auth, src, f"{remote}/stream-{size}", digest)
-                rows.append({"size": label, "path": "direct streaming (REST)", "direction": "upload",
-                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                rows.append(row(label, "direct streaming (REST)", "upload", size, seconds))
                 seconds = stream_down(gateway, auth, f"{remote}/stream-{size}", back, digest)
                 back.unlink()
-                rows.append({"size": label, "path": "direct streaming (REST)", "direction": "download",
-                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                rows.append(row(label, "direct streaming (REST)", "download", size, seconds))
                 if args.streaming_only:
                     src.unlink()
                     continue
@@ -252,15 +253,13 @@ def main() -> None:
                 client.upload(SYSTEM, str(src), remote, f"s3-{size}")
                 seconds = time.perf_counter() - start
                 assert remote_sha256(config, folder, f"{remote}/s3-{size}") == digest
-                rows.append({"size": label, "path": "S3 staging (pyfirecrest)", "direction": "upload",
-                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                rows.append(row(label, "S3 staging (pyfirecrest)", "upload", size, seconds))
                 start = time.perf_counter()
                 client.download(SYSTEM, f"{remote}/s3-{size}", str(back))
                 seconds = time.perf_counter() - start
                 assert sha256_file(back) == digest
                 back.unlink()
-                rows.append({"size": label, "path": "S3 staging (pyfirecrest)", "direction": "download",
-                             "seconds": round(seconds, 2), "MB/s": mbps(size, seconds)})
+                rows.append(row(label, "S3 staging (pyfirecrest)", "download", size, seconds))
                 src.unlink()
             if not args.streaming_only:
                 s3_alone = s3_floor(config, folder)

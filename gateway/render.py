@@ -293,8 +293,8 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
     expensive = {r["path"] for r in policies["expensive_routes"]}
     streams = [{**s, "expensive": s["grpc_path"] in expensive} for s in byte_streams(descriptor_set)
                if s["cluster"] in routed]
-    policies["expensive_routes"] = [r for r in policies["expensive_routes"]
-                                    if r["path"] not in {s["grpc_path"] for s in streams}]
+    streamed = {s["grpc_path"] for s in streams}
+    policies["expensive_routes"] = [r for r in policies["expensive_routes"] if r["path"] not in streamed]
     lua = env.get_template(LUA_TEMPLATE).render(
         username_claim=idp.username_claim, error_type_header=ERROR_TYPE_HEADER, max_url_bytes=MAX_URL_BYTES,
         rest_routes=rest_routes(descriptor_set), log_routes=log_routes(descriptor_set),
