@@ -81,9 +81,9 @@ def channel(config: Config, component: str, server: str, options=()) -> grpc.Cha
 
 
 def peer_names(context: grpc.aio.ServicerContext) -> set[str]:
-    """The names the caller's verified certificate carries (subject alternative names and common
-    name); empty without a client certificate. gRPC fills these only after the TLS handshake
-    verified the chain against the mesh CA."""
-    auth = context.auth_context() or {}
-    raw = [*auth.get("x509_subject_alternative_name", ()), *auth.get("x509_common_name", ())]
-    return {n.decode() if isinstance(n, bytes) else n for n in raw}
+    """The names the caller's verified certificate carries: its subject alternative names, or its
+    common name when it has none (gRPC's peer identity, RFC 6125's rule); empty without a client
+    certificate. gRPC fills these only after the TLS handshake verified the chain against the mesh CA.
+    (peer_identities() rather than auth_context(): the latter copies every property, the PEM of the
+    certificate included, on each of the server's RPCs.)"""
+    return {n.decode() if isinstance(n, bytes) else n for n in context.peer_identities() or ()}

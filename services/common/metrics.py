@@ -70,10 +70,17 @@ def start(config: Config, name: str) -> int | None:
     return address.port
 
 
+_rpc_series: dict[tuple[str, str], tuple] = {}  # (method, code) -> its counter and histogram children
+
+
 def record_rpc(method: str, code: str, seconds: float) -> None:
-    """One served RPC (the server's interceptor)."""
-    RPC_REQUESTS.labels(method, code).inc()
-    RPC_LATENCY.labels(method).observe(seconds)
+    """One served RPC (the server's handler wrapper). The labelled children are looked up once per
+    (method, code): `labels()` validates and locks on every call, and this runs on every RPC."""
+    series = _rpc_series.get((method, code))
+    if series is None:
+        series = _rpc_series[(method, code)] = (RPC_REQUESTS.labels(method, code), RPC_LATENCY.labels(method))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 @contextmanager

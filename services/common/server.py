@@ -20,7 +20,6 @@ and returns an optional list of async start-up/shutdown hooks (e.g. the SSH pool
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -55,9 +54,9 @@ class Admission:
         self.internal_services = internal_services
         self.internal_peers = internal_peers
 
-    async def admit(self, context: grpc.aio.ServicerContext, method: str) -> None:
+    async def admit(self, context: grpc.aio.ServicerContext, method: str, metadata) -> None:
         """Raises Forbidden/Unauthenticated/BadRequest unless peer and caller are admitted; records the
-        verified caller for the handler (`identity.caller()`)."""
+        verified caller for the handler (`identity.caller()`). `metadata`: the RPC's, read once."""
         peers = mesh_tls.peer_names(context)
         identity.set_caller(None)
         if self.internal_services and method.startswith(self.internal_services):
@@ -68,14 +67,17 @@ class Admission:
             raise Forbidden("This mesh component may not call this service")
         if self.verifier is None or method in self.public_methods:
             return
-        caller = await identity.authenticate_async(context.invocation_metadata(), self.verifier)
+        caller = await identity.authenticate_async(metadata, self.verifier)
         identity.set_caller(caller)
         logs.username.set(caller.username)
 
 
-def _enter_request(context: grpc.aio.ServicerContext) -> None:
-    logs.request_id.set(metadata_value(context, "x-request-id") or "-")
+def _enter_request(context: grpc.aio.ServicerContext):
+    """Sets the log context of a new RPC; returns its metadata (gRPC builds it anew on every read)."""
+    metadata = context.invocation_metadata() or ()
+    logs.request_id.set(next((v for k, v in metadata if k == "x-request-id"), "-"))
     logs.username.set("-")
+    return metadata
 
 
 def _status_code(exc: BaseException | None) -> str:
@@ -153,31 +155,43 @@ def _decoded(request):
     return request
 
 
-@contextlib.asynccontextmanager
-async def _handling(method: str, context: grpc.aio.ServicerContext, admission: Admission):
+class RpcHandling:
     """Around one RPC's handler: the request id, the admission, the metrics, and the one mapping of an
-    exception to a status (`_abort`); cancellations and aborts pass through, counted."""
-    _enter_request(context)
-    start = time.perf_counter()
-    try:
-        await admission.admit(context, method)
-        yield
-    except (asyncio.CancelledError, grpc.aio.AbortError) as exc:
-        _record(method, context, start, exc)
-        raise
-    except Exception as exc:
-        _record(method, context, start, exc)
-        await _abort(context, method, exc)
-    _record(method, context, start, None)
+    exception to a status (`_abort`); cancellations and aborts pass through, counted. A class rather
+    than an @asynccontextmanager: it runs on every RPC, and an async generator per call costs more."""
+
+    __slots__ = ("method", "context", "admission", "start")
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext, admission: Admission):
+        self.method, self.context, self.admission = method, context, admission
+
+    async def __aenter__(self) -> None:
+        metadata = _enter_request(self.context)
+        self.start = time.perf_counter()
+        try:
+            await self.admission.admit(self.context, self.method, metadata)
+        except BaseException as exc:  # refused: counted and mapped like a failure of the handler
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            _record(self.method, self.context, self.start, None)
+            return False
+        _record(self.method, self.context, self.start, exc)
+        if isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError)) or not isinstance(exc, Exception):
+            return False
+        await _abort(self.context, self.method, exc)
+        return False
+
 
 
 def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callable:
     async def handler(request, context: grpc.aio.ServicerContext):
         start = time.perf_counter()
-        async with _handling(method, context, admission):
+        async with RpcHandling(method, context, admission):
             response = await behavior(_decoded(request), context)
-        log.info("%s ok", method, extra={"fields": {
-            "method": method, "ms": round((time.perf_counter() - start) * 1000, 2)}})
+        logs.rpc_ok(method, (time.perf_counter() - start) * 1000)
         return response
     return handler
 
@@ -185,7 +199,7 @@ def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callab
 def _wrap_stream(behavior: Callable, method: str, admission: Admission) -> Callable:
     """Server-streaming handlers: the same admission and error mapping, yielding responses."""
     async def handler(request, context: grpc.aio.ServicerContext):
-        async with _handling(method, context, admission):
+        async with RpcHandling(method, context, admission):
             async for item in behavior(_decoded(request), context):
                 yield item
     return handler

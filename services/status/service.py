@@ -57,11 +57,17 @@ class StatusService(status_pb2_grpc.StatusServiceServicer):
         self._slurm = slurm
         self._health = health
         self._components = components
+        self._systems: tuple[tuple, status_pb2.ListSystemsResponse] | None = None
 
     async def ListSystems(self, request, context):
         rpc.caller()  # any authenticated user may list systems
-        return status_pb2.ListSystemsResponse(systems=[
-            system_view(s, self._config, self._health.results[s.name]) for s in self._config.systems])
+        # The answer changes only when a health check replaces a system's result: built once per
+        # set of results (the objects themselves are the key), not on every request.
+        results = tuple(self._health.results[s.name] for s in self._config.systems)
+        if self._systems is None or any(a is not b for a, b in zip(self._systems[0], results)):
+            self._systems = (results, status_pb2.ListSystemsResponse(systems=[
+                system_view(s, self._config, h) for s, h in zip(self._config.systems, results)]))
+        return self._systems[1]
 
     async def ListNodes(self, request, context):
         who, system = rpc.caller_and_system(self._config, request.system_name)
