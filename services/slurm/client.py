@@ -132,11 +132,12 @@ class SlurmClient:
         return result.text()
 
     async def history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
-                      job_id: str | None) -> list[dict[str, str]]:
-        """Accounting records (sacct) of the query's jobs or of one job, steps included."""
+                      job_id: str | None) -> tuple[str, str]:
+        """sacct's output for the query's jobs or for one job, steps included, and its delimiter
+        (`sacct.parse` reads it; the scheduler parses it in the heavy-work slot when it is large)."""
         delimiter = delimited.new_delimiter()
         result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True)
-        return await parsed(sacct.parse, result.text(), delimiter)
+        return result.text(), delimiter
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:
         """uid → name of those of `uids` the system knows; None when the look-up itself failed."""

@@ -23,6 +23,7 @@ import logging
 import time
 
 from firecrest_mesh.compute.v1 import compute_pb2
+from services.common import offload
 from services.common.config import SystemConfig
 from services.common.errors import ApiError, NotFound
 from services.common.identity import Caller
@@ -38,7 +39,6 @@ SETTLE_SECONDS = 2.0  # after an ambiguous sbatch, time for the controller to fi
 _ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 _ACCOUNTING_NAME_BYTES = 255  # accounting cuts job names there; the controller's name is whole
 _UID_CACHE_SIZE = 4096  # uid → user name (or None: unknown) per system; uids are not re-used in practice
-LARGE_HISTORY_ROWS = 1000  # sacct rows turned into jobs on a worker thread beyond this (~20 ms of CPU)
 
 
 def _active(job: compute_pb2.Job) -> bool:
@@ -103,12 +103,16 @@ class SlurmScheduler(Scheduler):
 
     async def _history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
                        job_id: str | None) -> list[SchedulerJob]:
-        """Accounting records (sacct) as jobs, the uids that cancelled them named."""
-        rows = await self._slurm.history(caller, system, query, job_id)
-        names = await self._user_names(caller, system, rows)
-        if len(rows) < LARGE_HISTORY_ROWS:
-            return sacct.jobs(rows, names)
-        return await asyncio.to_thread(sacct.jobs, rows, names)  # thousands of jobs: off the event loop
+        """Accounting records (sacct) as jobs, the uids that cancelled them named. A large output is
+        parsed and built on a worker thread, inside the heavy-work slot (`services.common.offload`)."""
+        output, delimiter = await self._slurm.history(caller, system, query, job_id)
+        if len(output) < offload.LARGE_OUTPUT_BYTES:
+            rows = sacct.parse(output, delimiter)
+            return sacct.jobs(rows, await self._user_names(caller, system, rows))
+        async with offload.heavy_work():
+            rows = await asyncio.to_thread(sacct.parse, output, delimiter)
+            names = await self._user_names(caller, system, rows)
+            return await asyncio.to_thread(sacct.jobs, rows, names)
 
     async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
         """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
