@@ -104,6 +104,19 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
+def memory_kib(pid: int) -> dict[str, int] | None:
+    """VmRSS and its two parts of `pid`, KiB: `anon` (the process's own heap and stacks: what a leak
+    grows) and `file` (pages of its binary, libraries and mapped files, which the kernel can drop and
+    read back: Envoy's ~60 MiB of code, Prometheus's memory-mapped head chunks). None once exited."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if line.startswith(("VmRSS:", "RssAnon:", "RssFile:")))
+        return {"rss": int(fields["VmRSS"].split()[0]), "anon": int(fields["RssAnon"].split()[0]),
+                "file": int(fields["RssFile"].split()[0])}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def process_rss(run_dir: Path | str | None = None) -> dict[str, int]:
     """Resident memory (VmRSS, KiB) of every mesh process: one entry per `state/run/<name>.pid` of the
     launcher (scripts/mesh.py; each program runs directly under the supervisor) whose process is
