@@ -1,6 +1,6 @@
 """Who is calling: the user named by the access token, verified by this service on every RPC.
 
-The gateway verifies the token too, but a header is never an identity: the server's interceptor
+The gateway verifies the token too, but a header is never an identity: the server's admission
 (`services.common.server`) calls `authenticate()` with the RPC's metadata before any handler runs,
 and handlers get the result from `caller(context)`. The gateway's `x-firecrest-username`, when sent,
 must name the same user as the token (else 403). SSH pools and certificate caches take only a
@@ -62,7 +62,7 @@ async def authenticate_async(metadata, verifier: TokenVerifier) -> Caller:
 
 
 def set_caller(value: Caller | None) -> None:
-    """Records the verified caller of the current RPC (the server's interceptor does this)."""
+    """Records the verified caller of the current RPC (the server's admission does this)."""
     _current_caller.set(value)
 
 

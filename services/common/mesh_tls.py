@@ -3,7 +3,7 @@
 Every service and the certificator listen with TLS and require a client certificate signed by the
 mesh CA; clients (Envoy, services calling the certificator, the launcher's readiness checks) present
 their own. A component's identity is the DNS name in its certificate (see `mesh_pki`), read from the
-TLS session by `peer_identity`; the server's interceptor then admits only the identities it allows.
+TLS session by `peer_identity`; the server's admission then admits only the identities it allows.
 
 A service configured as several replicas (`services.<name>` a list of IP addresses) is dialled at all
 of them, and the channel spreads calls round-robin over the replicas that answer; with host names, the

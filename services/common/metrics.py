@@ -5,7 +5,7 @@ Each Python process (the services, the certificator, the embedded identity provi
 serves `GET /metrics` there from a thread of its own (never the event loop). What is measured, and who
 records it:
 
-- per RPC (`services.common.server`'s one interceptor): requests by method and gRPC code, latency;
+- per RPC (`services.common.server`'s handler wrapper): requests by method and gRPC code, latency;
 - the SSH pool (`services.common.ssh.pool`): connections, channels in use, callers queued and
   logins in progress per system, read when scraped (`PoolCollector`), and the wait for a channel;
 - the certificator: certificates signed and refused;

@@ -205,52 +205,74 @@ def _wrap_stream(behavior: Callable, method: str, admission: Admission) -> Calla
     return handler
 
 
-class AdmissionInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the request-id context, the admission checks, the ApiError → status mapping and the
-    per-RPC metrics (requests by code, latency: `services.common.metrics`) to every RPC.
-    A refused admission counts with its code (UNAUTHENTICATED, PERMISSION_DENIED). gRPC health is open to any holder of a mesh certificate (the launcher's readiness
-    checks, Envoy's health checks); reflection needs an admitted peer and a valid token like the API."""
+def _admitted(handler: grpc.RpcMethodHandler, method: str, admission: Admission) -> grpc.RpcMethodHandler:
+    """`handler` behind the admission checks, the request-id context, the ApiError → status mapping
+    and the per-RPC metrics (`RpcHandling`), with a request parser that turns an undecodable message
+    into a 400."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(handler.unary_unary, method, admission),
+            _tolerant(handler.request_deserializer), handler.response_serializer)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            _wrap_stream(handler.unary_stream, method, admission),
+            _tolerant(handler.request_deserializer), handler.response_serializer)
+    if handler.stream_unary:
+        async def stream_unary(it, ctx, _b=handler.stream_unary):
+            return await _wrap_unary(_b, method, admission)(it, ctx)
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, _tolerant(handler.request_deserializer), handler.response_serializer)
+    if handler.stream_stream:
+        async def stream_stream(it, ctx, _b=handler.stream_stream):
+            async for item in _wrap_stream(_b, method, admission)(it, ctx):
+                yield item
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, _tolerant(handler.request_deserializer), handler.response_serializer)
+    return handler
 
-    def __init__(self, admission: Admission):
-        self._admission = admission
+
+class _AdmittedGenericHandlers(grpc.GenericRpcHandler):
+    """A generic handler (e.g. reflection's) whose methods pass `_admitted`; each method's wrapped
+    handler is made once, for the handler the inner one resolved."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, admission: Admission):
+        self._inner, self._admission = inner, admission
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
+    def service(self, handler_call_details):
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
         method = handler_call_details.method
-        if handler is None or method.startswith("/grpc.health."):
-            return handler
-        # The wrapped handler of a method is made once (for the handler the server resolved), not
-        # per RPC; every RPC still passes the same admission in it.
         cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, method)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, _admitted(handler, method, self._admission))
+        return cached[1]
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        admission = self._admission
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, admission),
-                _tolerant(handler.request_deserializer), handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, admission),
-                _tolerant(handler.request_deserializer), handler.response_serializer)
-        if handler.stream_unary:
-            async def stream_unary(it, ctx, _b=handler.stream_unary):
-                return await _wrap_unary(_b, method, admission)(it, ctx)
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, _tolerant(handler.request_deserializer), handler.response_serializer)
-        if handler.stream_stream:
-            async def stream_stream(it, ctx, _b=handler.stream_stream):
-                async for item in _wrap_stream(_b, method, admission)(it, ctx):
-                    yield item
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, _tolerant(handler.request_deserializer), handler.response_serializer)
-        return handler
+
+class AdmittingServer:
+    """The grpc.aio server as a service's `register()` sees it: every handler added through it is
+    wrapped once, at registration, by `_admitted` (the admission checks and the rest of `RpcHandling`).
+    Wrapping at registration rather than with a server interceptor spares each RPC the interceptor's
+    coroutine and look-up. A refused admission counts with its code (UNAUTHENTICATED,
+    PERMISSION_DENIED). gRPC health is registered on the server itself, open to any holder of a mesh
+    certificate (the launcher's readiness checks); reflection is added through this wrapper and needs
+    an admitted peer and a valid token like the API."""
+
+    def __init__(self, server: grpc.aio.Server, admission: Admission):
+        self._server, self._admission = server, admission
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: dict) -> None:
+        self._server.add_registered_method_handlers(service_name, {
+            name: _admitted(handler, f"/{service_name}/{name}", self._admission)
+            for name, handler in method_handlers.items()})
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers) -> None:
+        self._server.add_generic_rpc_handlers(tuple(
+            _AdmittedGenericHandlers(h, self._admission) for h in generic_rpc_handlers))
+
+    def __getattr__(self, name):  # add_secure_port, start, stop, ...: the server's own
+        return getattr(self._server, name)
 
 
 Register = Callable[[grpc.aio.Server, Config], Iterable[Callable[[], Awaitable[None]]] | None]
@@ -285,9 +307,7 @@ async def serve(name: str, register: Register, config: Config | None = None,
     # A fixed 1 MiB receive window per stream (no BDP probing, which let it grow to many MiB): a
     # client-streaming upload that arrives faster than the service passes it on waits in the sender,
     # not in this process (storage's peak RSS during a 200 MiB streamed upload: 128 → 85 MiB).
-    server = grpc.aio.server(interceptors=[AdmissionInterceptor(
-                                 admission_for(name, config, public_methods, internal_services))],
-                             options=[("grpc.so_reuseport", 0),
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", max_request),
                                       ("grpc.max_metadata_size", max_metadata),
                                       ("grpc.absolute_max_metadata_size", max_metadata),
@@ -295,7 +315,8 @@ async def serve(name: str, register: Register, config: Config | None = None,
                                       ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1 << 20)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    shutdown_hooks = list(register(server, config) or ())
+    admitting = AdmittingServer(server, admission_for(name, config, public_methods, internal_services))
+    shutdown_hooks = list(register(admitting, config) or ())
     server.add_secure_port(str(address), mesh_tls.server_credentials(config, name))
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -1,8 +1,8 @@
 """Fixtures for servicer unit tests: a servicer on a real gRPC channel, in process, in milliseconds.
 
-`serve(grpc_module, servicer)` starts a real grpc.aio server on 127.0.0.1:0 with the mesh's own
-`AdmissionInterceptor` (services/common/server.py) over mutual TLS with a throw-away mesh PKI, and
-returns a stub on a synchronous client channel presenting the gateway's (`envoy`) certificate. The interceptor
+`serve(grpc_module, servicer)` starts a real grpc.aio server on 127.0.0.1:0 with the servicer added
+through the mesh's own `AdmittingServer` (services/common/server.py) over mutual TLS with a throw-away mesh PKI, and
+returns a stub on a synchronous client channel presenting the gateway's (`envoy`) certificate. The admission
 verifies every caller's token with a `TokenVerifier` whose signing key is set here (no identity
 provider), so tests mint their own tokens (`tokens.metadata("alice")`). No gateway, no cluster: the
 servicer's scheduler or command runner is replaced at its interface by the test.
@@ -10,8 +10,8 @@ servicer's scheduler or command runner is replaced at its interface by the test.
 Why not PyPI's pytest-grpc (0.8.0, the latest): its `grpc_server` fixture builds a synchronous
 `grpc.server(ThreadPoolExecutor)` and an insecure port. Our servicers are `async def` (grpc.aio): on
 that server a handler returns a coroutine and every call fails with INTERNAL "Failed to serialize
-response!"; its `grpc_interceptors` cannot take the aio `AdmissionInterceptor`, and without TLS the
-interceptor admits no peer (the mesh identity is the client certificate). So these few lines do what
+response!"; its `grpc_interceptors` cannot take aio interceptors, and without TLS the
+admission admits no peer (the mesh identity is the client certificate). So these few lines do what
 it would: a server per test, a channel, a stub.
 """
 
@@ -30,7 +30,7 @@ from jose import jwk, jwt
 
 from services.common import mesh_pki, mesh_tls
 from services.common.config import IdentityConfig, MeshTlsConfig, load_config
-from services.common.server import Admission, AdmissionInterceptor
+from services.common.server import Admission, AdmittingServer
 from services.common.token_verifier import TokenVerifier
 
 ISSUER, AUDIENCE, KID = "https://idp.unit.example", "firecrest-mesh", "unit-key"
@@ -89,7 +89,7 @@ def server_loop():
 @pytest.fixture
 def serve(unit_config, tokens, server_loop):
     """serve(grpc_module, servicer) -> a stub of `servicer` (an XService of the generated `grpc_module`,
-    e.g. compute_pb2_grpc) on a channel to it behind the real interceptor."""
+    e.g. compute_pb2_grpc) on a channel to it behind the real admission."""
     started: list[tuple[grpc.aio.Server, grpc.Channel]] = []
 
     def on_loop(coro):
@@ -102,8 +102,8 @@ def serve(unit_config, tokens, server_loop):
 
         async def make():
             admission = Admission({mesh_pki.GATEWAY}, tokens.verifier, frozenset())
-            server = grpc.aio.server(interceptors=[AdmissionInterceptor(admission)])
-            add_to_server(servicer, server)
+            server = grpc.aio.server()
+            add_to_server(servicer, AdmittingServer(server, admission))
             port = server.add_secure_port("127.0.0.1:0", mesh_tls.server_credentials(unit_config, SERVER_COMPONENT))
             await server.start()
             return server, port

@@ -1,4 +1,4 @@
-"""The compute servicer on a real gRPC channel behind the mesh's interceptor (tests/unit/conftest.py),
+"""The compute servicer on a real gRPC channel behind the mesh's admission (tests/unit/conftest.py),
 with the `Scheduler` replaced at its interface: request validation (400s), the Idempotency-Key path,
 201/204 through `x-http-code` initial metadata, and the scheduler's errors mapped to their statuses.
 No gateway, no cluster."""

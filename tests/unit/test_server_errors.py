@@ -1,4 +1,4 @@
-"""The server's error path, in process: a real grpc.aio server with the mesh's interceptor over mutual
+"""The server's error path, in process: a real grpc.aio server with the mesh's admission over mutual
 TLS (a throw-away mesh PKI), a servicer that fails on purpose, a real client channel.
 
 - An unexpected exception answers 500 with a generic message naming the request id; the details stay
@@ -18,7 +18,7 @@ import pytest
 
 from firecrest_mesh.status.v1 import status_pb2, status_pb2_grpc
 from services.common import mesh_pki, mesh_tls
-from services.common.server import Admission, AdmissionInterceptor
+from services.common.server import Admission, AdmittingServer
 
 
 class FailingStatus(status_pb2_grpc.StatusServiceServicer):
@@ -35,8 +35,9 @@ def pki_config(unit_config):
 
 
 async def _serve_and_call(config, admitted: set[str], as_component: str, call):
-    server = grpc.aio.server(interceptors=[AdmissionInterceptor(Admission(admitted, None, frozenset()))])
-    status_pb2_grpc.add_StatusServiceServicer_to_server(FailingStatus(), server)
+    server = grpc.aio.server()
+    status_pb2_grpc.add_StatusServiceServicer_to_server(
+        FailingStatus(), AdmittingServer(server, Admission(admitted, None, frozenset())))
     port = server.add_secure_port("127.0.0.1:0", mesh_tls.server_credentials(config, "status"))
     await server.start()
     try:

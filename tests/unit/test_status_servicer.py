@@ -1,4 +1,4 @@
-"""The status servicer on a real gRPC channel behind the mesh's interceptor (tests/unit/conftest.py),
+"""The status servicer on a real gRPC channel behind the mesh's admission (tests/unit/conftest.py),
 with the `CommandRunner` under `SlurmClient` replaced at its interface by one that answers with output
 captured from Slurm 22.05 (tests/data/slurm-22.05/), and the health checker's SSH pool by a fake:
 unknown system 404, nodes/partitions/userinfo mapping, Slurm's failures mapped, and /status/systems

@@ -1,4 +1,4 @@
-"""The utilities servicer on a real gRPC channel behind the mesh's interceptor (tests/unit/conftest.py),
+"""The utilities servicer on a real gRPC channel behind the mesh's admission (tests/unit/conftest.py),
 with the `CommandRunner` replaced at its interface by one that answers with output captured from the
 real commands (tests/data/coreutils-9.1/): path validation (400) before anything runs, head/tail
 bounds, each failed command mapped by the `error_for` the handler hands the runner, 201/204 through
