@@ -62,10 +62,17 @@ def render(config: Config, out: Path | None = None) -> Path:
     return out
 
 
+# Go's collector lets the heap reach twice the live data before it runs (GOGC=100); at 50 it runs
+# at 1.5 times. The live data here is small (a few thousand series), so this costs little CPU and
+# keeps the server's memory from drifting up by a tenth over a busy 10 minutes (issue 13's soak).
+GO_GC_PERCENT = 50
+
+
 def argv(config: Config) -> list[str]:
-    """The server's command line: loopback web/API address, data in the state folder."""
+    """The server's command line: loopback web/API address, data in the state folder (run through
+    env(1) for GOGC; env execs the server, so the pid stays the server's)."""
     binary = shutil.which(BINARY) or f"/usr/bin/{BINARY}"
-    return [binary, f"--config.file={config_path(config)}",
+    return ["/usr/bin/env", f"GOGC={GO_GC_PERCENT}", binary, f"--config.file={config_path(config)}",
             f"--storage.tsdb.path={config.state('prometheus', 'data')}",
             f"--storage.tsdb.retention.time={config.metrics.retention}",
             f"--web.listen-address={config.metrics.prometheus}",
