@@ -71,8 +71,10 @@ class Scheduler(ABC):
         """The id of the caller's job tagged with `marker`, or None."""
 
     @abstractmethod
-    async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> list[compute_pb2.Job]:
-        """Pending and running jobs plus those that ran within the query's time window."""
+    async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> compute_pb2.ListJobsResponse:
+        """Pending and running jobs plus those that ran within the query's time window, as the RPC's
+        answer: callers that share one query get the same message (read-only: a list of thousands of
+        jobs is not copied once per caller)."""
 
     @abstractmethod
     async def get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:

@@ -50,8 +50,7 @@ class ComputeService(compute_pb2_grpc.ComputeServiceServicer):
 
     async def ListJobs(self, request, context):
         who, system = rpc.caller_and_system(self._config, request.system_name)
-        jobs = await self._scheduler.list_jobs(who, system, validation.job_query(request))
-        return compute_pb2.ListJobsResponse(jobs=jobs)
+        return await self._scheduler.list_jobs(who, system, validation.job_query(request))
 
     async def GetJob(self, request, context):
         who, system = rpc.caller_and_system(self._config, request.system_name)

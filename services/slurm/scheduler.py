@@ -151,11 +151,11 @@ class SlurmScheduler(Scheduler):
                 known.name = j.job.name  # the controller's: accounting cuts names at 255 bytes
         return sorted(merged.values(), key=lambda job: (len(job.job_id), job.job_id), reverse=True)
 
-    async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> list[compute_pb2.Job]:
+    async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> compute_pb2.ListJobsResponse:
         return await self._coalesced(caller, system, ("list", query),
                                      lambda: self._list_jobs(caller, system, query))
 
-    async def _list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> list[compute_pb2.Job]:
+    async def _list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> compute_pb2.ListJobsResponse:
         """The controller's jobs (squeue, filtered by Slurm to the caller unless `allusers`) and the
         window's accounting (sacct), queried concurrently; a list without the accounting history would
         silently miss jobs, so its failure fails the list."""
@@ -176,7 +176,8 @@ class SlurmScheduler(Scheduler):
             ended = not _active(job)
             end = job.time.end.number_value if job.time.end.HasField("number_value") else None
             return not ended or end is None or end >= oldest
-        return self._merge([j for j in history if wanted(j)], [j for j in queue if wanted(j)])
+        return compute_pb2.ListJobsResponse(
+            jobs=self._merge([j for j in history if wanted(j)], [j for j in queue if wanted(j)]))
 
     async def get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
         return await self._coalesced(caller, system, ("job", job_id), lambda: self._get_job(caller, system, job_id))

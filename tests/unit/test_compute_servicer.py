@@ -47,7 +47,7 @@ class FakeScheduler(Scheduler):
 
     async def list_jobs(self, caller, system, query: JobQuery):
         self._record("list_jobs", caller.username, query)
-        return [compute_pb2.Job(job_id=j, user=u) for j, (u, _) in self.jobs.items()]
+        return compute_pb2.ListJobsResponse(jobs=[compute_pb2.Job(job_id=j, user=u) for j, (u, _) in self.jobs.items()])
 
     async def get_job(self, caller, system, job_id):
         self._record("get_job", caller.username, job_id)

@@ -258,7 +258,7 @@ def test_a_list_asks_squeue_for_the_callers_jobs_only_unless_allusers(system, fi
     sacct_out = ok(read("sacct_parsable_held.txt"))
     pool = Pool(**{"--steps": ok(read("squeue_steps_alice.txt")), "squeue": ok(read("squeue_jobs_alice.txt")),
                    "sacct": sacct_out})
-    jobs = asyncio.run(SlurmScheduler(client(pool)).list_jobs(ALICE, system, JobQuery(allusers=allusers)))
+    jobs = asyncio.run(SlurmScheduler(client(pool)).list_jobs(ALICE, system, JobQuery(allusers=allusers))).jobs
     squeues = [w for w, _, _ in pool.calls if "squeue" in w]
     assert len(squeues) == 2
     assert all(("--user=alice" in w) != allusers for w in squeues)
@@ -281,7 +281,8 @@ def test_concurrent_identical_queries_share_one_call_and_each_caller_gets_its_ow
     async def main():
         alices = [slurm.list_jobs(ALICE, system, JobQuery()) for _ in range(32)]
         bobs = [slurm.list_jobs(bob, system, JobQuery()) for _ in range(4)]
-        return await asyncio.gather(*alices), await asyncio.gather(*bobs)
+        alices, bobs = await asyncio.gather(*alices), await asyncio.gather(*bobs)
+        return [list(a.jobs) for a in alices], [list(b.jobs) for b in bobs]
     alices, bobs = asyncio.run(main())
     assert all(a == alices[0] for a in alices) and len(alices[0]) == 10
     assert {j.user for j in alices[0]} == {"alice"}
