@@ -31,6 +31,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import process_supervisor as supervisor
+import reserved_ports
 from gateway import api_descriptor as gateway_api
 from gateway import render as gateway_render
 from monitoring import prometheus as prometheus_server
@@ -271,6 +272,8 @@ def ensure_mesh_pki(config: Config) -> None:
 def up(config: Config) -> None:
     for folder in ("run", "logs"):
         config.state(folder).mkdir(parents=True, exist_ok=True)
+    if (warning := reserved_ports.reserve(config)) is not None:
+        print(warning, file=sys.stderr)
     ensure_supervisor(config)
     ensure_mesh_pki(config)
     if (s3 := s3_server.configured(config)) is not None and s3_server.prepare(s3) and running_pid(config, "s3"):
