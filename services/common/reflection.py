@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 INTERNAL_PACKAGES = ("firecrest_mesh.certificator.",)
 
@@ -31,4 +31,8 @@ def public_service_names() -> list[str]:
 
 
 def enable(server) -> None:
-    reflection.enable_server_reflection([*public_service_names(), reflection.SERVICE_NAME], server)
+    """Adds the asyncio reflection servicer to `server` (a grpc.aio server, or the AdmittingServer that
+    wraps one: `enable_server_reflection` would take that wrapper for a synchronous server and add
+    the synchronous servicer, whose calls then fail with INTERNAL)."""
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer([*public_service_names(), reflection.SERVICE_NAME]), server)
