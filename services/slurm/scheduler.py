@@ -102,17 +102,18 @@ class SlurmScheduler(Scheduler):
         return self._flights.run((caller.username, system.name, generation, query), make)
 
     async def _history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
-                       job_id: str | None) -> list[SchedulerJob]:
-        """Accounting records (sacct) as jobs, the uids that cancelled them named. A large output is
-        parsed and built on a worker thread, inside the heavy-work slot (`services.common.offload`)."""
+                       job_id: str | None, into: compute_pb2.ListJobsResponse | None = None) -> list[SchedulerJob]:
+        """Accounting records (sacct) as jobs (entries of `into`: `sacct.jobs`), the uids that cancelled
+        them named. A large output is parsed and built on a worker thread, inside the heavy-work slot
+        (`services.common.offload`)."""
         output, delimiter = await self._slurm.history(caller, system, query, job_id)
         if len(output) < offload.LARGE_OUTPUT_BYTES:
             rows = sacct.parse(output, delimiter)
-            return sacct.jobs(rows, await self._user_names(caller, system, rows))
+            return sacct.jobs(rows, await self._user_names(caller, system, rows), into)
         async with offload.heavy_work():
             rows = await asyncio.to_thread(sacct.parse, output, delimiter)
             names = await self._user_names(caller, system, rows)
-            return await asyncio.to_thread(sacct.jobs, rows, names)
+            return await asyncio.to_thread(sacct.jobs, rows, names, into)
 
     async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
         """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
@@ -159,8 +160,9 @@ class SlurmScheduler(Scheduler):
         """The controller's jobs (squeue, filtered by Slurm to the caller unless `allusers`) and the
         window's accounting (sacct), queried concurrently; a list without the accounting history would
         silently miss jobs, so its failure fails the list."""
+        answer = compute_pb2.ListJobsResponse()  # accounting's jobs are made in it (sacct.jobs)
         history, queue = await asyncio.gather(
-            self._history(caller, system, query, None),
+            self._history(caller, system, query, None, into=answer),
             self._slurm.held_jobs(caller, system, user=None if query.allusers else caller.username,
                                   all_states=True))  # ended jobs too: accounting lags by a second or two
         oldest = int(time.time()) - TIME_WINDOWS[query.time_window]
@@ -176,8 +178,28 @@ class SlurmScheduler(Scheduler):
             ended = not _active(job)
             end = job.time.end.number_value if job.time.end.HasField("number_value") else None
             return not ended or end is None or end >= oldest
-        return compute_pb2.ListJobsResponse(
-            jobs=self._merge([j for j in history if wanted(j)], [j for j in queue if wanted(j)]))
+        return self._merged_answer(answer, history, [j for j in queue if wanted(j)], wanted)
+
+    @staticmethod
+    def _merged_answer(answer: compute_pb2.ListJobsResponse, history: list[SchedulerJob],
+                       queue: list[SchedulerJob], wanted) -> compute_pb2.ListJobsResponse:
+        """`_merge` of a list, done in `answer`, whose entries are `history`'s jobs: the jobs are not
+        copied into a new message (a list of thousands of jobs would be held twice), except when some
+        of accounting's records are not `wanted` (filters Slurm could not apply exactly)."""
+        if not all(wanted(j) for j in history):
+            answer = compute_pb2.ListJobsResponse(jobs=[j.job for j in history if wanted(j)])
+        entries = {job.job_id: job for job in answer.jobs}
+        for j in queue:
+            known = entries.get(j.job.job_id)
+            if known is None:
+                entries[j.job.job_id] = known = answer.jobs.add()
+                known.CopyFrom(j.job)
+            elif j.job.status.state in squeue.ACTIVE_STATES:
+                known.CopyFrom(j.job)  # the controller's record of a job it still runs or queues
+            elif j.job.name:
+                known.name = j.job.name  # the controller's: accounting cuts names at 255 bytes
+        answer.jobs.sort(key=lambda job: (len(job.job_id), job.job_id), reverse=True)
+        return answer
 
     async def get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
         return await self._coalesced(caller, system, ("job", job_id), lambda: self._get_job(caller, system, job_id))
