@@ -139,18 +139,28 @@ class SlurmScheduler(Scheduler):
 
     @staticmethod
     def _merge(history: list[SchedulerJob], queue: list[SchedulerJob]) -> list[compute_pb2.Job]:
-        """Accounting and the controller's jobs merged by id: the controller's record of a job it still
-        runs or queues (the current one; accounting lags), accounting's of an ended job (final state,
-        exit code, every step, who cancelled it), the controller's of an ended job accounting does not
-        know yet (with the controller's name of the job). Newest first."""
-        merged: dict[str, compute_pb2.Job] = {j.job.job_id: j.job for j in history}
+        """`_merged` of a few jobs (a job by id), as a list."""
+        return list(SlurmScheduler._merged(compute_pb2.ListJobsResponse(jobs=[j.job for j in history]), queue).jobs)
+
+    @staticmethod
+    def _merged(answer: compute_pb2.ListJobsResponse, queue: list[SchedulerJob]) -> compute_pb2.ListJobsResponse:
+        """Accounting's jobs (the entries of `answer`) and the controller's merged by id, in `answer`:
+        the controller's record of a job it still runs or queues (the current one; accounting lags),
+        accounting's of an ended job (final state, exit code, every step, who cancelled it), the
+        controller's of an ended job accounting does not know yet (with the controller's name of the
+        job). Newest first. In place: a list of thousands of jobs is not copied into a new message."""
+        entries = {job.job_id: job for job in answer.jobs}
         for j in queue:
-            known = merged.get(j.job.job_id)
-            if known is None or j.job.status.state in squeue.ACTIVE_STATES:
-                merged[j.job.job_id] = j.job
+            known = entries.get(j.job.job_id)
+            if known is None:
+                entries[j.job.job_id] = known = answer.jobs.add()
+                known.CopyFrom(j.job)
+            elif j.job.status.state in squeue.ACTIVE_STATES:
+                known.CopyFrom(j.job)
             elif j.job.name:
                 known.name = j.job.name  # the controller's: accounting cuts names at 255 bytes
-        return sorted(merged.values(), key=lambda job: (len(job.job_id), job.job_id), reverse=True)
+        answer.jobs.sort(key=lambda job: (len(job.job_id), job.job_id), reverse=True)
+        return answer
 
     async def list_jobs(self, caller: Caller, system: SystemConfig, query: JobQuery) -> compute_pb2.ListJobsResponse:
         return await self._coalesced(caller, system, ("list", query),
@@ -178,28 +188,9 @@ class SlurmScheduler(Scheduler):
             ended = not _active(job)
             end = job.time.end.number_value if job.time.end.HasField("number_value") else None
             return not ended or end is None or end >= oldest
-        return self._merged_answer(answer, history, [j for j in queue if wanted(j)], wanted)
-
-    @staticmethod
-    def _merged_answer(answer: compute_pb2.ListJobsResponse, history: list[SchedulerJob],
-                       queue: list[SchedulerJob], wanted) -> compute_pb2.ListJobsResponse:
-        """`_merge` of a list, done in `answer`, whose entries are `history`'s jobs: the jobs are not
-        copied into a new message (a list of thousands of jobs would be held twice), except when some
-        of accounting's records are not `wanted` (filters Slurm could not apply exactly)."""
-        if not all(wanted(j) for j in history):
+        if not all(wanted(j) for j in history):  # filters Slurm could not apply exactly: a copy of the rest
             answer = compute_pb2.ListJobsResponse(jobs=[j.job for j in history if wanted(j)])
-        entries = {job.job_id: job for job in answer.jobs}
-        for j in queue:
-            known = entries.get(j.job.job_id)
-            if known is None:
-                entries[j.job.job_id] = known = answer.jobs.add()
-                known.CopyFrom(j.job)
-            elif j.job.status.state in squeue.ACTIVE_STATES:
-                known.CopyFrom(j.job)  # the controller's record of a job it still runs or queues
-            elif j.job.name:
-                known.name = j.job.name  # the controller's: accounting cuts names at 255 bytes
-        answer.jobs.sort(key=lambda job: (len(job.job_id), job.job_id), reverse=True)
-        return answer
+        return self._merged(answer, [j for j in queue if wanted(j)])
 
     async def get_job(self, caller: Caller, system: SystemConfig, job_id: str) -> list[compute_pb2.Job]:
         return await self._coalesced(caller, system, ("job", job_id), lambda: self._get_job(caller, system, job_id))
