@@ -53,14 +53,14 @@ class JsonFormatter(logging.Formatter):
                          record.created, record.msecs)
 
 
-_RPC_LOGGER = "services.common.server"
+_RPC_LOG = logging.getLogger("services.common.server")  # the server's own logger: its lines' name
 _handler: logging.StreamHandler | None = None
 
 
 def rpc_ok(method: str, ms: float) -> None:
     """The line every successful RPC leaves (`<method> ok`, its milliseconds), as logging would write
     it, without a LogRecord and the handler chain: it is on every request's path (~3x cheaper)."""
-    logger = logging.getLogger(_RPC_LOGGER)
+    logger = _RPC_LOG
     if not logger.isEnabledFor(logging.INFO):
         return
     fields = {"method": method, "ms": round(ms, 2)}
@@ -69,7 +69,7 @@ def rpc_ok(method: str, ms: float) -> None:
         logger.info("%s ok", method, extra={"fields": fields})  # logging set up otherwise (tests)
         return
     now = time.time()
-    text = handler.formatter.line("info", _RPC_LOGGER, f"{method} ok", fields, now, (now % 1) * 1000)
+    text = handler.formatter.line("info", logger.name, f"{method} ok", fields, now, (now % 1) * 1000)
     handler.acquire()
     try:
         handler.stream.write(text + "\n")

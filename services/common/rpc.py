@@ -32,12 +32,14 @@ def caller_and_system(config: Config, system_name: str) -> tuple[Caller, SystemC
     return caller(), require_system(config, system_name)
 
 
+def first_value(metadata, key: str) -> str | None:
+    """The first value of `key` (lower-case) in RPC metadata (key, value pairs), or None."""
+    return next((v for k, v in metadata or () if k == key), None)
+
+
 def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
     """The first value of metadata `key` (lower-case) sent with the RPC, or None."""
-    for k, v in context.invocation_metadata() or ():
-        if k == key:
-            return v
-    return None
+    return first_value(context.invocation_metadata(), key)
 
 
 async def send_http_code(context: grpc.aio.ServicerContext, code: int) -> None:

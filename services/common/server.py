@@ -34,7 +34,7 @@ from services.common import glibc_malloc, identity, logs, memory_trace, mesh_pki
 from services.common.config import Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
 from services.common.health_listener import HealthListener
-from services.common.rpc import HTTP_CODE_KEY, metadata_value
+from services.common.rpc import HTTP_CODE_KEY, first_value
 from services.common.token_verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Admission:
 def _enter_request(context: grpc.aio.ServicerContext):
     """Sets the log context of a new RPC; returns its metadata (gRPC builds it anew on every read)."""
     metadata = context.invocation_metadata() or ()
-    logs.request_id.set(next((v for k, v in metadata if k == "x-request-id"), "-"))
+    logs.request_id.set(first_value(metadata, "x-request-id") or "-")
     logs.username.set("-")
     return metadata
 
@@ -175,15 +175,11 @@ class RpcHandling:
             raise
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            _record(self.method, self.context, self.start, None)
-            return False
         _record(self.method, self.context, self.start, exc)
-        if isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError)) or not isinstance(exc, Exception):
-            return False
-        await _abort(self.context, self.method, exc)
+        # An error of the handler becomes its status; cancellations and aborts pass through.
+        if isinstance(exc, Exception) and not isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError)):
+            await _abort(self.context, self.method, exc)
         return False
-
 
 
 def _wrap_unary(behavior: Callable, method: str, admission: Admission) -> Callable:
@@ -275,7 +271,7 @@ class AdmittingServer:
         return getattr(self._server, name)
 
 
-Register = Callable[[grpc.aio.Server, Config], Iterable[Callable[[], Awaitable[None]]] | None]
+Register = Callable[[AdmittingServer, Config], Iterable[Callable[[], Awaitable[None]]] | None]
 
 
 def admission_for(name: str, config: Config, public_methods: frozenset[str],
