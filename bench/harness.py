@@ -93,17 +93,6 @@ def save(name: str, rows: list[Row], notes: str = "") -> Path:
 
 # --- Memory -------------------------------------------------------------------------------------------
 
-def _rss_kib(pid: int) -> int | None:
-    """VmRSS of `pid` in KiB (None when it has exited or is a zombie)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def memory_kib(pid: int) -> dict[str, int] | None:
     """VmRSS and its two parts of `pid`, KiB: `anon` (the process's own heap and stacks: what a leak
     grows) and `file` (pages of its binary, libraries and mapped files, which the kernel can drop and
@@ -117,20 +106,25 @@ def memory_kib(pid: int) -> dict[str, int] | None:
         return None
 
 
-def process_rss(run_dir: Path | str | None = None) -> dict[str, int]:
-    """Resident memory (VmRSS, KiB) of every mesh process: one entry per `state/run/<name>.pid` of the
+def process_memory(run_dir: Path | str | None = None) -> dict[str, dict[str, int]]:
+    """`memory_kib()` of every mesh process with its `pid`: one entry per `state/run/<name>.pid` of the
     launcher (scripts/mesh.py; each program runs directly under the supervisor) whose process is
     alive, by that name. `run_dir` defaults to the configuration's state/run folder."""
     if run_dir is None:
         from services.common.config import load_config  # lazy: the harness imports nothing of the mesh
         run_dir = load_config().state("run")
-    found: dict[str, int] = {}
+    found: dict[str, dict[str, int]] = {}
     for pid_file in sorted(Path(run_dir).glob("*.pid")):
         try:
             pid = int(pid_file.read_text())
         except (OSError, ValueError):
             continue
-        rss = _rss_kib(pid)
-        if rss is not None:
-            found[pid_file.stem] = rss
+        memory = memory_kib(pid)
+        if memory is not None:
+            found[pid_file.stem] = {**memory, "pid": pid}
     return found
+
+
+def process_rss(run_dir: Path | str | None = None) -> dict[str, int]:
+    """Resident memory (VmRSS, KiB) of every mesh process (`process_memory`), by name."""
+    return {name: memory["rss"] for name, memory in process_memory(run_dir).items()}

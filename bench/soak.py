@@ -12,7 +12,7 @@ A 10-minute run crosses token expiry (`token_lifetime_seconds`: pyfirecrest fetc
 SSH-certificate renewal (`certificate_lifetime_seconds`) at least once each; the report says how many
 tokens were fetched and certificates signed. It prints and saves (bench/results/soak.md and .json):
 operations, errors by operation, status and message, p50/p99 per operation, and the RSS of every mesh
-process (bench.harness.process_rss) at the start, at minute 2 (half-way in runs of 4 minutes or less)
+process (bench.harness.process_memory) at the start, at minute 2 (half-way in runs of 4 minutes or less)
 and at the end, with the growth between those two (a process restarted in between is marked so), and
 what the supervisor logged during the run (errors while a process was away are not the load's).
 
@@ -44,7 +44,7 @@ from firecrest import ClientCredentialsAuth  # noqa: E402
 from firecrest.FirecrestException import FirecrestException  # noqa: E402
 from firecrest.v2 import Firecrest  # noqa: E402
 
-from bench.harness import RESULTS, memory_kib, percentile, process_rss  # noqa: E402
+from bench.harness import RESULTS, percentile, process_memory  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 from services.idp.clients import credentials  # noqa: E402
 
@@ -172,19 +172,12 @@ def _expect(output, good, what: str):
 
 
 def sample(cfg) -> dict:
-    """RSS (KiB) of every mesh process (bench.harness.process_rss), its anonymous part (RssAnon:
-    bench.harness.memory_kib) and the pid each ran as, so that a process restarted during the run is
-    reported as such instead of as a growth or a shrinkage."""
-    pids, anon = {}, {}
-    for pid_file in cfg.state("run").glob("*.pid"):
-        try:
-            pids[pid_file.stem] = int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        memory = memory_kib(pids[pid_file.stem])
-        if memory is not None:
-            anon[pid_file.stem] = memory["anon"]
-    return {"rss": process_rss(cfg.state("run")), "anon": anon, "pids": pids}
+    """RSS (KiB) of every mesh process, its anonymous part (RssAnon) and the pid each ran as
+    (bench.harness.process_memory), so that a process restarted during the run is reported as such
+    instead of as a growth or a shrinkage."""
+    memory = process_memory(cfg.state("run"))
+    return {kind: {name: m[key] for name, m in memory.items()}
+            for kind, key in (("rss", "rss"), ("anon", "anon"), ("pids", "pid"))}
 
 
 def minute_peaks(timeline: list[tuple[float, dict]], mid_at: float, elapsed: float) -> dict:
