@@ -26,9 +26,10 @@ from services.common.ssh.command import CommandResult
 
 JOB_NOT_FOUND = "Job not found"  # pyfirecrest's wait_for_job matches this substring
 
-# Slurm's own diagnostic lines: "sbatch: error: …", "sacctmgr: fatal: …", "slurm_load_jobs error: …",
-# "slurm_load_partitions: …" (sinfo), "job script retrieval failed: …" (scontrol write batch_script).
-_DIAGNOSTIC = r"^(?:[\w-]+: (?:error|fatal): |slurm_load_\w+(?: error)?: |job script retrieval failed: )"
+# Slurm's own diagnostic lines: "sbatch: error: …", "sacctmgr: fatal: …", slurm_perror's "<API call>
+# error: …" ("slurm_load_jobs error: …", "slurm_get_job_steps error: …" of squeue --steps,
+# "slurm_load_partitions: …" of sinfo), "job script retrieval failed: …" (scontrol write batch_script).
+_DIAGNOSTIC = r"^(?:[\w-]+: (?:error|fatal): |slurm_\w+(?: error)?: |job script retrieval failed: )"
 # Could not talk to slurmctld or slurmdbd (Slurm 22.05.8's texts, checked in libslurmfull.so).
 _COMMUNICATION = (
     "Unable to contact slurm controller",  # SLURMCTLD_COMMUNICATIONS_*: (connect|send|receive|shutdown) failure
@@ -125,7 +126,7 @@ def error_for(result: CommandResult, command: str) -> ApiError:
                          f"and error message:{stderr}")
 
 
-_FAILURE_LINE = re.compile(r"^[\w-]+: error: |^job script retrieval failed: |^slurm_load_jobs error: ", re.M)
+_FAILURE_LINE = re.compile(r"^[\w-]+: error: |^job script retrieval failed: |^slurm_\w+ error: ", re.M)
 
 
 def failed(result: CommandResult) -> bool:

@@ -45,7 +45,7 @@ CI_SEEN = "sbatch: error: Batch job submission failed: Connection reset by peer\
 
 
 def test_every_command_and_every_failure_was_captured():
-    commands = {"sbatch", "squeue", "scontrol show job", "scontrol write batch_script", "scancel", "sinfo",
+    commands = {"sbatch", "squeue", "squeue --steps", "scontrol show job", "scontrol write batch_script", "scancel", "sinfo",
                 "sacct", "sacctmgr"}
     assert {(c, m) for c, m, _, _ in CAPTURES} == {(c, m) for c in commands
                                                      for m in ("refused", "reset", "hangup", "silent")}

@@ -23,6 +23,7 @@ MODES = {"refused": 47101, "reset": 47102, "hangup": 47103, "silent": 47104}
 COMMANDS = [  # (name, talks to, argv): the services' commands, in their plain form
     ("sbatch", "ctld", ["sbatch", "--parsable", str(WORK / "job.sh")]),
     ("squeue", "ctld", ["squeue", "--user=user01", "--noheader"]),
+    ("squeue --steps", "ctld", ["squeue", "--user=user01", "--noheader", "--steps"]),
     ("scontrol show job", "ctld", ["scontrol", "-o", "show", "job", "1"]),
     ("scontrol write batch_script", "ctld", ["scontrol", "write", "batch_script", "1", "-"]),
     ("scancel", "ctld", ["scancel", "1"]),
