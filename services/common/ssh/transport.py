@@ -3,11 +3,16 @@ certificate login; blocking (the pool calls it on a worker thread). A refusal (u
 host key) is a `LoginRefused`; every other failure may pass and the pool tries again (`retry`).
 
 Without TCP_NODELAY a warm command costs ~48 ms instead of ~3 ms (Nagle + delayed ACK).
+
+Connections are `KexSafeTransport`s: paramiko's transport thread, answering the server's CLOSE of a
+channel whose command ended, waited for the end of a key re-exchange that only it could finish
+(paramiko issue #822), and after 30 s the connection died with every channel on it.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 
 import paramiko
 
@@ -17,6 +22,36 @@ from services.common.ssh.certificates import UserCertificate
 from services.common.ssh.retry import LoginRefused
 
 WINDOW_SIZE = 8 * 1024 * 1024  # large windows: multi-MiB outputs (downloads) in few round trips
+
+
+class KexSafeTransport(paramiko.Transport):
+    """A paramiko Transport whose own thread never waits for a key exchange to end.
+
+    paramiko renegotiates keys every 512 MiB of a connection; between its KEXINIT and the server's
+    NEWKEYS no channel message may be sent, and `_send_user_message` waits for the exchange to end.
+    The transport thread itself sends a few such messages: our CLOSE answering the server's
+    (`Channel._handle_close`, every time a command ends), replies to channel requests, keepalives. Waiting
+    there deadlocks (that thread is the one reading the exchange's next packets) until
+    `clear_to_send_timeout`, then the connection dies: a 1 GiB download failed so whenever another
+    command on the same connection ended during the exchange. Here the transport thread holds those
+    messages instead and sends them, in order, as soon as the server's NEWKEYS is in.
+    """
+
+    def __init__(self, sock, **kwargs):
+        super().__init__(sock, **kwargs)
+        self._held_during_kex: list[paramiko.Message] = []  # touched only by the transport thread
+
+    def _send_user_message(self, data) -> None:
+        if threading.current_thread() is self and not self.clear_to_send.is_set():
+            self._held_during_kex.append(data)  # only this thread sets clear_to_send again, below
+            return
+        super()._send_user_message(data)
+
+    def _parse_newkeys(self, m) -> None:
+        super()._parse_newkeys(m)  # sets clear_to_send
+        held, self._held_during_kex = self._held_during_kex, []
+        for data in held:
+            super()._send_user_message(data)
 
 
 def _load_known_host_key(system: SystemConfig) -> paramiko.HostKeys:
@@ -43,7 +78,7 @@ def open_transport(system: SystemConfig, username: str, cert: UserCertificate) -
     except OSError as exc:
         raise SshConnectionFailed(f"Unable to connect to system {system.name}: {exc.strerror or exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE)
+    transport = KexSafeTransport(sock, default_window_size=WINDOW_SIZE)
     try:
         transport.start_client(timeout=timeouts.login)
         server_key = transport.get_remote_server_key()
