@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.polling import eventually
+
 WAIT = 120  # seconds a job may take to reach a state (a bound, not an assertion on time)
 PENDING = "#!/bin/bash\n#SBATCH --begin=now+1hour\ntrue\n"  # stays pending (BeginTime)
 SLEEPER = "#!/bin/bash\nsleep 300\n"
@@ -78,7 +80,10 @@ def test_a_list_never_shows_another_users_jobs_unless_allusers(api, jobs, system
 
 def test_a_pending_job_is_the_controllers_record(api, jobs, system):
     job_id = jobs("alice", PENDING, name="pending-one")
-    job = get_job(api("alice"), system, job_id)
+    # The controller names the reason on its next scheduling pass (under load a first answer said
+    # "Resources" or "None" before it): the controller's record, once it has settled, is what we answer.
+    job = eventually(lambda: (j := get_job(api("alice"), system, job_id))["status"]["stateReason"] == "BeginTime"
+                     and j, timeout=WAIT) or get_job(api("alice"), system, job_id)
     assert job["status"]["state"] == "PENDING" and job["status"]["stateReason"] == "BeginTime"
     assert job["tasks"] == [] and job["time"]["elapsed"] == 0 and job["time"]["end"] is None
     assert job["name"] == "pending-one" and job["account"] == "proj-a" and job["partition"] == "normal"
