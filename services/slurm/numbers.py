@@ -21,6 +21,8 @@ _DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.\d+)?$")  # [D-]
 
 def number(value) -> int | None:
     """An integer from a Slurm number (plain JSON, {"set","infinite","number"} or text), or None."""
+    if type(value) is str and value.isdecimal():  # the common text case first: lists of thousands of jobs
+        return int(value)
     if isinstance(value, dict):
         if not value.get("set", True) or value.get("infinite"):
             return None
@@ -49,6 +51,8 @@ def limit_seconds(minutes) -> int | None:
 
 def duration_seconds(value: str) -> int | None:
     """Seconds of a `[D-][HH:]MM:SS` duration (sacct's `Suspended`), or None."""
+    if value == "00:00:00":  # nearly every job: never suspended
+        return 0
     m = _DURATION.match(value)
     if not m:
         return None
