@@ -85,7 +85,8 @@ MEMORY_RELEASE_BYTES = 4 * MIB
 MEMORY_RELEASE_INTERVAL = "1s"
 # The route timeout (see route_timeout()): remote commands one call may run one after the other. The
 # most is compute's SubmitJob with an Idempotency-Key when sbatch's outcome is ambiguous: a lookup of
-# the key's job, sbatch, and after a short pause a second lookup.
+# the key's job, sbatch, and after a short pause a second lookup. At most one of them is an accounting
+# query (sacct: a job by id the controller no longer holds, after its squeue), under its own timeout.
 SEQUENTIAL_COMMANDS = 3
 # ... plus that pause (2 s), the wait for a free SSH channel of the user and the service's own work.
 ROUTE_MARGIN_SECONDS = 5
@@ -190,15 +191,19 @@ def route_timeout(cfg: Config) -> int:
     Per system: an SSH login (a certificate from the certificator, the TCP connection, the SSH
     handshake and authentication), then SEQUENTIAL_COMMANDS remote commands, each bounded by the
     longer of the system's command_execution and scheduler timeouts plus the grace the SSH side gives
-    the remote `timeout`. The maximum over systems, plus ROUTE_MARGIN_SECONDS, rounded up to 10 s: for
-    config/local.yaml 5 + 5 + 5 + 3 × (10 + 3) + 5 = 59 → 60 s. One value for every route rather than
+    the remote `timeout`, one of them possibly an accounting query (`scheduler.accounting_timeout`).
+    The maximum over systems, plus ROUTE_MARGIN_SECONDS, rounded up to 10 s: for config/local.yaml
+    5 + 5 + 5 + 2 × (10 + 3) + (30 + 3) + 5 = 79 → 80 s. One value for every route rather than
     one per service: what bounds a call is the system's timeouts, not the service (compute runs both
     Slurm queries and `srun` under command_execution), and a call may also queue for one of the
     user's SSH channels, which no per-RPC count bounds.
     """
+    def command(s, *timeouts: int) -> int:
+        return max(s.ssh.timeouts.command_execution, *timeouts) + SSH_GRACE_SECONDS
+
     slowest = max((CERTIFICATOR_TIMEOUT_SECONDS + s.ssh.timeouts.connection + s.ssh.timeouts.login
-                   + SEQUENTIAL_COMMANDS * (max(s.ssh.timeouts.command_execution, s.scheduler.timeout)
-                                            + SSH_GRACE_SECONDS)
+                   + (SEQUENTIAL_COMMANDS - 1) * command(s, s.scheduler.timeout)
+                   + command(s, s.scheduler.timeout, s.scheduler.accounting_timeout)
                    for s in cfg.systems), default=0)
     return math.ceil((slowest + ROUTE_MARGIN_SECONDS) / 10) * 10
 

@@ -159,7 +159,10 @@ class SshConfig:
 @dataclass(frozen=True)
 class SchedulerConfig:
     type: str
-    timeout: int
+    timeout: int  # seconds a controller command (sbatch, squeue, scancel, scontrol, sinfo) may run
+    # Seconds an accounting query (sacct) may run: its cost grows with the jobs in its window (up to 7
+    # days of them) and with slurmdbd's load, unlike a controller RPC's.
+    accounting_timeout: int = 30
 
 
 @dataclass(frozen=True)

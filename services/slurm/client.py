@@ -1,9 +1,10 @@
 """`SlurmClient`: Slurm's commands run on a system as the caller, through the one `CommandRunner`.
 
 Each method builds its command with the command's module, runs it under the system's scheduler
-timeout (`scheduler.timeout`; exit 124 → 408), turns a failure into the API error `errors` gives for
-Slurm's message, and returns what the module parses. Callers: the status servicer (nodes, partitions,
-reservations, userinfo) and compute's `SlurmScheduler` (jobs), which adds the policy on top.
+timeout (`scheduler.timeout`; `scheduler.accounting_timeout` for sacct; exit 124 → 408), turns a
+failure into the API error `errors` gives for Slurm's message, and returns what the module parses.
+Callers: the status servicer (nodes, partitions, reservations, userinfo) and compute's
+`SlurmScheduler` (jobs), which adds the policy on top.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class SlurmClient:
         """sacct's output for the query's jobs or for one job, steps included, and its delimiter
         (`sacct.parse` reads it; the scheduler parses it in the heavy-work slot when it is large)."""
         delimiter = delimited.new_delimiter()
-        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True)
+        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True,
+                                timeout=system.scheduler.accounting_timeout)
         return result.text(), delimiter
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:

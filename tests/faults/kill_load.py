@@ -19,7 +19,7 @@ from tests.faults.kill_victims import Victim
 
 SYSTEM = "local"
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
-CLIENT_TIMEOUT = 75.0       # s: past the gateway's route timeout (60 s), a request that has no answer hangs
+CLIENT_TIMEOUT = 95.0       # s: past the gateway's route timeout (80 s), a request that has no answer hangs
 PAYLOAD_BYTES = 64 * 1024
 # A process that died is the service's (or the system's) unavailability: 503 or 424 (or 408 for a
 # command that ran out of time), never these.

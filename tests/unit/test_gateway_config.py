@@ -256,30 +256,36 @@ def _route_timeouts(bootstrap: dict) -> set[str]:
 
 
 def test_route_timeout_of_the_embedded_default(bootstrap):
-    # 5 s certificate + 5 s connection + 5 s login + 3 × (10 s command + 3 s grace) + 5 s → 60 s.
-    assert render.route_timeout(load_config(CONFIG)) == 60
-    assert _route_timeouts(bootstrap) == {"60s"}
+    # 5 s certificate + 5 s connection + 5 s login + 2 × (10 s command + 3 s grace) + (30 s sacct + 3 s
+    # grace) + 5 s → 80 s.
+    assert render.route_timeout(load_config(CONFIG)) == 80
+    assert _route_timeouts(bootstrap) == {"80s"}
 
 
-@pytest.mark.parametrize("ssh_timeouts, scheduler_timeout, expected", [
-    ({"command_execution": 100}, 10, 330),    # 15 + 3 × 103 + 5 = 329
-    ({"command_execution": 5}, 120, 390),     # the scheduler's timeout is the longer: 15 + 3 × 123 + 5 = 389
-    ({"login": 30, "connection": 20}, 10, 100),  # 5 + 20 + 30 + 3 × 13 + 5 = 99
+@pytest.mark.parametrize("ssh_timeouts, scheduler_timeout, accounting_timeout, expected", [
+    ({"command_execution": 100}, 10, 30, 330),    # 15 + 3 × 103 + 5 = 329
+    ({"command_execution": 5}, 120, 30, 390),     # the scheduler's timeout is the longer: 15 + 3 × 123 + 5 = 389
+    ({"login": 30, "connection": 20}, 10, 30, 120),  # 5 + 20 + 30 + 2 × 13 + 33 + 5 = 119
+    ({}, 10, 200, 250),                           # a slow accounting database: 15 + 2 × 13 + 203 + 5 = 249
 ])
-def test_route_timeout_follows_the_slowest_system(tmp_path, ssh_timeouts, scheduler_timeout, expected):
+def test_route_timeout_follows_the_slowest_system(tmp_path, ssh_timeouts, scheduler_timeout, accounting_timeout,
+                                                  expected):
     data = yaml.safe_load(CONFIG.read_text())
     slow = json.loads(json.dumps(data["systems"][0]))
     slow["name"] = "slow"
     slow["ssh"]["timeouts"].update(ssh_timeouts)
     slow["scheduler"]["timeout"] = scheduler_timeout
+    slow["scheduler"]["accounting_timeout"] = accounting_timeout
     data["systems"].append(slow)
     assert _route_timeouts(_render_data(tmp_path, data)) == {f"{expected}s"}
-    # Longer than a login and the three commands of an ambiguous submission on that system.
+    # Longer than a login and the three commands of an ambiguous submission on that system, or than two
+    # controller commands and an accounting query (a job by id the controller no longer holds).
     cfg = load_config(tmp_path / "config.yaml")
     system = cfg.system("slow")
-    command = max(system.ssh.timeouts.command_execution, system.scheduler.timeout) + SSH_GRACE_SECONDS
+    controller = max(system.ssh.timeouts.command_execution, system.scheduler.timeout) + SSH_GRACE_SECONDS
+    accounting = max(controller, system.scheduler.accounting_timeout + SSH_GRACE_SECONDS)
     assert expected > (CERTIFICATOR_TIMEOUT_SECONDS + system.ssh.timeouts.connection + system.ssh.timeouts.login
-                       + render.SEQUENTIAL_COMMANDS * command)
+                       + (render.SEQUENTIAL_COMMANDS - 1) * controller + accounting)
 
 
 # --- Error bodies: the Lua filter writes them from the gRPC status and the transcoder's 400s ---------

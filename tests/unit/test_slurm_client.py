@@ -59,7 +59,7 @@ class Pool:
 def system():
     local = load_config().system("local")
     # Different timeouts, to tell which one a command runs under.
-    return dataclasses.replace(local, scheduler=dataclasses.replace(local.scheduler, timeout=7),
+    return dataclasses.replace(local, scheduler=dataclasses.replace(local.scheduler, timeout=7, accounting_timeout=23),
                                ssh=dataclasses.replace(local.ssh, timeouts=dataclasses.replace(
                                    local.ssh.timeouts, command_execution=13)))
 
@@ -210,6 +210,9 @@ def test_an_ended_job_is_answered_by_sacct(system, fixed_delimiter):
     (job,) = asyncio.run(SlurmScheduler(client(pool)).get_job(ALICE, system, "12"))
     assert job.status.state == "CANCELLED" and [t.id for t in job.tasks] == ["12.batch", "12.0", "12.1"]
     assert sorted(programs(pool)) == ["getent", "sacct", "squeue", "squeue --steps"]  # getent: job 257's canceller
+    # Accounting under its own timeout (its cost grows with the jobs it reads), the controller's under the scheduler's.
+    remote_timeouts = {next(w for w in words if w in ("sacct", "squeue", "getent")): words[1] for words, _, _ in pool.calls}
+    assert remote_timeouts == {"sacct": "23", "squeue": "7", "getent": "7"}
     with pytest.raises(NotFound, match="Job not found"):
         asyncio.run(SlurmScheduler(client(Pool(squeue=not_held, sacct=ok(b"")))).get_job(ALICE, system, "77"))
 
