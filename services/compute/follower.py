@@ -243,8 +243,7 @@ class JobFollower:
         if with_job:
             delimiter = delimited.new_delimiter()
             argv = sacct.follow_command(owner, delimiter, sorted({t.result.job_id for t in with_job}))
-            rows = sacct.parse((await self._slurm.run(account, system, argv,
-                                                      timeout=system.scheduler.accounting_timeout)).text(), delimiter)
+            rows = sacct.parse((await self._slurm.run(account, system, argv)).text(), delimiter)
             made += 1
             self.queries += 1
             jobs = {j.job.job_id: j.job for j in sacct.jobs(rows, {}) if j.job.user == owner}

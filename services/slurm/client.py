@@ -34,6 +34,13 @@ class OutcomeUnknown(Exception):
         self.error = error
 
 
+def default_timeout(system: SystemConfig, argv: list[str]) -> int:
+    """The remote timeout of `argv` when its caller gives none: `scheduler.accounting_timeout` for
+    sacct (its cost grows with the jobs in its window), `scheduler.timeout` for every other command."""
+    scheduler = system.scheduler
+    return scheduler.accounting_timeout if errors.program(argv) == "sacct" else scheduler.timeout
+
+
 class SlurmClient:
     def __init__(self, runner: CommandRunner):
         self._runner = TimedRunner(runner)  # each command's latency and outcome in the metrics
@@ -42,7 +49,7 @@ class SlurmClient:
                       timeout: int | None = None, read: bool = False) -> CommandResult:
         """The result of `argv` whatever its exit status (for commands whose outcome needs a closer look).
         `read`: a query, which the pool may run again (idempotent); never for sbatch, scancel, srun."""
-        return await self._runner.execute(caller, system, argv, timeout=timeout or system.scheduler.timeout,
+        return await self._runner.execute(caller, system, argv, timeout=timeout or default_timeout(system, argv),
                                           stdin=stdin, idempotent=read)
 
     async def run(self, caller: Caller, system: SystemConfig, argv: list[str], *, failed: FailureTest = errors.failed,
@@ -50,7 +57,7 @@ class SlurmClient:
         """The result of `argv`; a failure (by default: non-zero exit or an `error:` line on stderr, as
         `scancel` and `scontrol write batch_script` refuse with exit 0) raises Slurm's API error."""
         name = errors.program(argv)
-        return await self._runner.run(caller, system, argv, timeout=timeout or system.scheduler.timeout,
+        return await self._runner.run(caller, system, argv, timeout=timeout or default_timeout(system, argv),
                                       error_for=lambda result: errors.error_for(result, name), failed=failed,
                                       idempotent=read)
 
@@ -137,8 +144,7 @@ class SlurmClient:
         """sacct's output for the query's jobs or for one job, steps included, and its delimiter
         (`sacct.parse` reads it; the scheduler parses it in the heavy-work slot when it is large)."""
         delimiter = delimited.new_delimiter()
-        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True,
-                                timeout=system.scheduler.accounting_timeout)
+        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True)
         return result.text(), delimiter
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:

@@ -9,13 +9,13 @@ issue #822; a 1 GiB download failed so with "Key-exchange timed out waiting for 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.transport import KexSafeTransport, open_transport
 from tests.integration.test_ssh_streams import MIB, with_streams
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -30,13 +30,6 @@ def alices_connection(config, caller_of):
     transport = open_transport(config.system("local"), "alice", asyncio.run(sign()))
     yield transport
     transport.close()
-
-
-def _wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
 
 
 def _run(transport, command: str) -> tuple[int, bytes]:
@@ -57,8 +50,9 @@ def test_a_command_ending_during_a_key_exchange_keeps_the_connection(alices_conn
     with transport.clear_to_send_lock:
         transport.clear_to_send.clear()
     # The command ends: the server sends its CLOSE, which the transport thread must answer.
-    assert _wait_until(lambda: channel.closed, 10), "the server's CLOSE was not handled"
-    assert not _wait_until(lambda: not transport.is_active(), transport.clear_to_send_timeout + 2), \
+    assert eventually(lambda: channel.closed, timeout=10, interval=0.02), "the server's CLOSE was not handled"
+    assert not eventually(lambda: not transport.is_active(), timeout=transport.clear_to_send_timeout + 2,
+                          interval=0.02), \
         "the connection died waiting for the key exchange"
     transport.renegotiate_keys()  # a real exchange: its NEWKEYS releases the held CLOSE
     assert channel.recv_exit_status() == 0
