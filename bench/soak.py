@@ -16,7 +16,12 @@ process (bench.harness.process_memory) at the start, at minute 2 (half-way in ru
 and at the end, with the growth between those two (a process restarted in between is marked so), and
 what the supervisor logged during the run (errors while a process was away are not the load's).
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--quick]
+    .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--warmup 0] [--quick]
+
+`--warmup N` first runs the same load for N minutes, unmeasured but for its errors (reported): the
+measured run then starts on a warm stack. A cold start mixes warm-up into the memory figures: each
+user's 24-hour job window grows from nothing to hundreds of jobs during the run (every list answer
+with it), and Prometheus's 5-minute rule windows fill until minute 5.
 
 Needs the mesh running (`make up`) and root (reads the test users' generated client secrets, removes
 the soak folders afterwards). Nothing here asserts on time; the acceptance figures of issue 13 (no
@@ -37,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -226,8 +232,9 @@ def certificates_signed(log: Path, offset: int) -> int:
 
 
 def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label: str,
-           tokens: int, certificates: int, events: list[str]) -> tuple[str, dict]:
-    """The markdown report and its JSON data."""
+           tokens: int, certificates: int, events: list[str], warmup: dict | None = None) -> tuple[str, dict]:
+    """The markdown report and its JSON data; `warmup` (minutes, ok, errors by (op, status, message)) when
+    the measured run followed a warm-up."""
     rows, data_ops = [], {}
     for op in OPS:
         ok = sorted(rec.latencies[op])
@@ -252,6 +259,7 @@ def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label
         f"{total_ok + total_err} operations, {total_err} errors, {total_ok / elapsed:.1f} ok ops/s. "
         f"5xx/424/408: {sum(bad.values())} ({', '.join(f'{s}: {n}' for s, n in sorted(bad.items())) or 'none'}).",
         "", "| operation | operations | errors | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|", *rows, "",
+        *warmup_lines(warmup),
         "## Errors", "",
     ]
     if rec.errors:
@@ -316,8 +324,50 @@ def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label
             "anon_growth_percent": anon_growth,
             "peak_growth_percent": {f"{n} {k}": g for (n, k), g in peak_growth.items()}, "restarted": restarted,
             "supervisor_events": events, "tokens_fetched": tokens,
-            "certificates_signed": certificates}
+            "certificates_signed": certificates,
+            "warmup": warmup and {**warmup, "errors": [{"op": o, "status": st, "message": m, "count": n}
+                                                       for (o, st, m), n in warmup["errors"].items()]}}
     return "\n".join(lines) + "\n", data
+
+
+def warmup_lines(warmup: dict | None) -> list[str]:
+    """The report's account of the warm-up before the measured run (nothing for a cold start)."""
+    if not warmup:
+        return ["Cold start: the measured run began on the stack as it was (no warm-up).", ""]
+    errors = warmup["errors"]
+    lines = [f"Warm-up before the measured run: {warmup['minutes']:.1f} min of the same load on the same stack, "
+             f"{warmup['ok'] + sum(errors.values())} operations, {sum(errors.values())} errors. Tokens and "
+             "certificates above include it; every other figure is the measured run's.", ""]
+    if errors:
+        lines += ["| warm-up operation | status | message | count |", "|---|---|---|---:|"]
+        lines += [f"| {op} | {status} | {message.replace('|', '/')} | {n} |"
+                  for (op, status, message), n in sorted(errors.items(), key=lambda kv: -kv[1])]
+        lines.append("")
+    return lines
+
+
+def run_load(cfg, users: list[str], gateway: str, clients: int, seconds: float, rec: Recorder,
+             sampled: Callable[[float, dict], None]) -> float:
+    """`clients` soak clients over `users` for `seconds`, recording into `rec`; every 5 s the mesh's
+    memory goes to `sampled(seconds into the run, sample)` and progress to stdout. Returns the
+    elapsed seconds, once every client has finished its cycle."""
+    began = time.monotonic()
+    deadline = began + seconds
+    workers = [threading.Thread(target=soak_client, name=f"soak-{n}", daemon=True,
+                                args=(n, users[n % len(users)], cfg, gateway, deadline, rec))
+               for n in range(clients)]
+    for w in workers:
+        w.start()
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+        now = time.monotonic() - began
+        sampled(now, sample(cfg))
+        with rec.lock:
+            done, failed = sum(map(len, rec.latencies.values())), sum(rec.errors.values())
+        print(f"  {now / 60:4.1f} min: {done} ok, {failed} errors", flush=True)
+    for w in workers:  # each finishes its cycle; a request hangs at most REQUEST_TIMEOUT
+        w.join(timeout=REQUEST_TIMEOUT * 2)
+    return time.monotonic() - began
 
 
 def main() -> None:
@@ -326,6 +376,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run (as --minutes 1)")
     parser.add_argument("--note", default="", help="a closing note for the saved report")
+    parser.add_argument("--warmup", type=float, default=0.0,
+                        help="minutes of the same load before the measured run (default 0: a cold start). "
+                             "Its errors are reported; the memory figures are the measured run's only")
     parser.add_argument("--users", default="", help="comma-separated test users to spread the clients over "
                                                      "(default: every configured test user)")
     args, _ = parser.parse_known_args()  # make bench passes every script the same flags
@@ -345,37 +398,32 @@ def main() -> None:
     cert_log, supervisor_log = cfg.state("logs", "certificator.log"), cfg.state("logs", "supervisor.log")
     cert_offset, supervisor_offset = log_offset(cert_log), log_offset(supervisor_log)
 
+    warmup = None
+    if args.warmup > 0:  # the same load, unmeasured but for its errors, on the same stack first
+        warm = Recorder()
+        print(f"warm-up: {args.clients} clients over {len(users)} users for {args.warmup} min", flush=True)
+        warm_elapsed = run_load(cfg, users, gateway, args.clients, args.warmup * 60, warm, lambda now, snap: None)
+        warmup = {"minutes": round(warm_elapsed / 60, 2), "ok": sum(map(len, warm.latencies.values())),
+                  "errors": dict(warm.errors)}
     rec = Recorder()
     duration = args.minutes * 60
     mid_at = 120.0 if duration > 240 else duration / 2
     mid_label = "minute 2" if duration > 240 else f"minute {mid_at / 60:.1f}"
     rss = {"start": sample(cfg), "mid": {}, "end": {}}
     timeline: list[tuple[float, dict]] = []  # (seconds into the run, sample) every 5 s: the peaks
-    began = time.monotonic()
-    deadline = began + duration
-    workers = [threading.Thread(target=soak_client, name=f"soak-{n}", daemon=True,
-                                args=(n, users[n % len(users)], cfg, gateway, deadline, rec))
-               for n in range(args.clients)]
-    for w in workers:
-        w.start()
-    print(f"soak: {args.clients} clients over {len(users)} users for {args.minutes} min", flush=True)
-    while time.monotonic() < deadline:
-        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
-        now = time.monotonic() - began
-        timeline.append((now, sample(cfg)))
+
+    def sampled(now: float, snap: dict) -> None:
+        timeline.append((now, snap))
         if not rss["mid"] and now >= mid_at:
-            rss["mid"] = timeline[-1][1]
-        with rec.lock:
-            done, failed = sum(map(len, rec.latencies.values())), sum(rec.errors.values())
-        print(f"  {now / 60:4.1f} min: {done} ok, {failed} errors", flush=True)
-    for w in workers:  # each finishes its cycle; a request hangs at most REQUEST_TIMEOUT
-        w.join(timeout=REQUEST_TIMEOUT * 2)
-    elapsed = time.monotonic() - began
+            rss["mid"] = snap
+
+    print(f"soak: {args.clients} clients over {len(users)} users for {args.minutes} min", flush=True)
+    elapsed = run_load(cfg, users, gateway, args.clients, duration, rec, sampled)
     rss["end"] = sample(cfg)
     rss["peaks"] = minute_peaks(timeline, mid_at, elapsed)
     text, data = report(args, cfg, users, rec, elapsed, rss, mid_label, CountingAuth.fetched,
                         certificates_signed(cert_log, cert_offset),
-                        supervisor_events(supervisor_log, supervisor_offset))
+                        supervisor_events(supervisor_log, supervisor_offset), warmup)
     for user in users:
         shutil.rmtree(f"/home/{user}/soak", ignore_errors=True)
     print(text)
