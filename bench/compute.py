@@ -167,8 +167,9 @@ def service_side(label: str, method: str, count: int) -> Row:
 
 READING = """Reading. A job by id costs one filtered squeue (with its steps, concurrently) when the controller
 still runs or queues the job: its floor is the squeue row. A finished job costs that squeue and then
-the one sacct: the squeue (~10-13 ms here) is what puts it above the sacct floor + 5 ms; overlapping
-the two would run sacct for every pending or running job too, which is what this change removes.
+the one sacct the first time; once accounting has answered it as ended, its later queries run the
+sacct alone (services/slurm/ended_jobs.py), so the row measures one sacct plus the path around it
+(gateway, gRPC, the service: see bench/gateway_floor.py for what that path costs without SSH).
 Lists: identical concurrent lists of a user share one call (the "inside the compute service" row is
 the service's own time per RPC); what the clients see beyond that at c=32 is spent outside the
 service (Envoy and 32 Python client threads on 2 cores shared with other engineers' work). The list
