@@ -178,9 +178,19 @@ def client_tls_files(cfg: Config) -> dict[str, str] | None:
 
 
 def response_body_limit(cfg: Config) -> int:
-    """Largest unary JSON response: room for the biggest `view`/download of any system, JSON-escaped."""
+    """Largest unary response transcoded (its gRPC bytes): `gateway.max_response_body_bytes`, else room for
+    the biggest `view`/download of any system, JSON-escaped."""
+    if cfg.gateway.max_response_body_bytes is not None:
+        return cfg.gateway.max_response_body_bytes
     largest_file = max((s.max_ops_file_size for s in cfg.systems), default=5 * MIB)
     return max(cfg.gateway.max_request_body_bytes, 2 * largest_file)
+
+
+def response_too_large_message(limit: int) -> str:
+    """The 413's message for an answer over the gateway's response limit."""
+    size = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+    return (f"The answer is larger than the gateway sends in one response ({size}): ask for less, e.g. a "
+            "shorter time window or a filter for jobs, a smaller directory for a listing")
 
 
 def route_timeout(cfg: Config) -> int:
@@ -316,6 +326,7 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         pages=pages, docs_digest=docs_digest(pages), max_page_bytes=MAX_PAGE_BYTES,
         api_services=[s.full_name for s in services],
         max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
+        response_too_large_message=response_too_large_message(response_body_limit(cfg)),
         routes=routes, route_timeout=f"{route_timeout(cfg)}s",
         event_streams=[e for e in event_streams(descriptor_set) if e["cluster"] in routed],
         byte_streams=streams, byte_stream_idle_timeout=BYTE_STREAM_IDLE_TIMEOUT,

@@ -294,6 +294,22 @@ def _this_machine(host: str) -> bool:
         return host == "localhost"
 
 
+# A service sends gRPC messages of at most this size (services/common/server.py): a gateway limit above it
+# would let a REST answer fail in the service with gRPC's own error instead of the gateway's clear 413.
+MAX_SERVICE_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _response_limit(value) -> int | None:
+    """gateway.max_response_body_bytes: absent (None), or a positive size no larger than a service sends."""
+    if value is None:
+        return None
+    size = _positive(value, "gateway.max_response_body_bytes")
+    if size > MAX_SERVICE_MESSAGE_BYTES:
+        raise ConfigError(f"gateway.max_response_body_bytes: at most {MAX_SERVICE_MESSAGE_BYTES} "
+                          "(the largest message a service sends)")
+    return size
+
+
 def parse_config(data: dict, path: Path) -> Config:
     """Validates the parsed YAML `data` and returns the typed configuration."""
     state_dir = Path(os.environ.get("FIRECREST_MESH_STATE") or _resolve(_get(data, "state_dir", "", "state")))
@@ -304,7 +320,9 @@ def parse_config(data: dict, path: Path) -> Config:
                             _positive(_get(gw, "max_request_body_bytes", "gateway", 7340032),
                                       "gateway.max_request_body_bytes"),
                             _resolve(_get(gw_tls, "certificate", "gateway.tls", kind=str)) if gw_tls else None,
-                            _resolve(_get(gw_tls, "private_key", "gateway.tls", kind=str)) if gw_tls else None)
+                            _resolve(_get(gw_tls, "private_key", "gateway.tls", kind=str)) if gw_tls else None,
+                            max_response_body_bytes=_response_limit(_get(gw, "max_response_body_bytes", "gateway",
+                                                                         None)))
     mesh = _get(data, "mesh_tls", "", {}, kind=dict)
     mesh_dir = _get(mesh, "dir", "mesh_tls", None, kind=str)
     mesh_tls = MeshTlsConfig(_resolve(mesh_dir) if mesh_dir else state_dir / "mesh-pki",

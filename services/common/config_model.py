@@ -53,6 +53,9 @@ class GatewayConfig:
     tls_private_key: Path | None = None
     # Rate limits, IP filtering, access control lists (services/common/gateway_policies.py).
     policies: GatewayPolicies = GatewayPolicies()
+    # Largest unary response the gateway transcodes (its gRPC bytes); a larger answer is a 413 naming
+    # the limit. None: room for the biggest `view`/download of any system (gateway/render.py).
+    max_response_body_bytes: int | None = None
 
 
 @dataclass(frozen=True)

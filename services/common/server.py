@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import glibc_malloc, identity, logs, memory_trace, mesh_pki, mesh_tls, metrics
-from services.common.config import Config, load_config
+from services.common.config import MAX_SERVICE_MESSAGE_BYTES, Config, load_config
 from services.common.errors import ApiError, BadRequest, Forbidden
 from services.common.health_listener import HealthListener
 from services.common.rpc import HTTP_CODE_KEY, first_value
@@ -307,7 +307,7 @@ async def serve(name: str, register: Register, config: Config | None = None,
                                       ("grpc.max_receive_message_length", max_request),
                                       ("grpc.max_metadata_size", max_metadata),
                                       ("grpc.absolute_max_metadata_size", max_metadata),
-                                      ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                                      ("grpc.max_send_message_length", MAX_SERVICE_MESSAGE_BYTES),
                                       ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1 << 20)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -28,6 +28,8 @@ def test_shipped_config_is_valid(raw):
     (lambda d: d["systems"][0]["file_systems"][0].update(path="/home/../etc"), "file_systems[0].path"),
     (lambda d: d["systems"][0].update(name="bad name"), "systems[0].name"),
     (lambda d: d["gateway"].update(listen="8000"), "gateway.listen"),
+    (lambda d: d["gateway"].update(max_response_body_bytes=0), "gateway.max_response_body_bytes"),
+    (lambda d: d["gateway"].update(max_response_body_bytes=64 * 1024 * 1024 + 1), "gateway.max_response_body_bytes"),
     (lambda d: d["systems"].append(copy.deepcopy(d["systems"][0])), "duplicate"),
     (lambda d: d["identity"].pop("audience"), "identity.audience"),
     (lambda d: d["certificator"].update(source_addresses=["not-a-network"]), "source_addresses"),

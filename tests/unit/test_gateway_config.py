@@ -305,6 +305,30 @@ def test_grpc_errors_reach_the_lua_filter_as_a_status(bootstrap, rendered):
 
 # --- The committed example: gateway/examples/ is what `make gateway-example` writes -----------------
 
+def test_an_answer_over_the_response_limit_is_a_413_naming_the_limit(bootstrap, tmp_path):
+    """The transcoder buffers at most the response limit (default: twice the largest max_ops_file_size,
+    or gateway.max_response_body_bytes); its failure beyond that becomes a 413 with the limit named."""
+    config = load_config(CONFIG)
+    limit = render.response_body_limit(config)
+    assert limit == 2 * max(s.max_ops_file_size for s in config.systems)
+    assert _filter(bootstrap, "envoy.filters.http.grpc_json_transcoder")["max_response_body_size"] == limit
+    (mapper,) = [m for m in _hcm(bootstrap)["local_reply_config"]["mappers"]
+                 if "response_buffer_size_limit_reached" in json.dumps(m["filter"])]
+    assert mapper["status_code"] == 413
+    assert mapper["body_format_override"]["json_format"]["message"] == render.response_too_large_message(limit)
+    assert "(10 MiB)" in render.response_too_large_message(limit)
+    assert "(64 KiB)" in render.response_too_large_message(64 * 1024)
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["gateway"]["max_response_body_bytes"] = 65536
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "envoy.yaml"
+    subprocess.run([sys.executable, "-m", "gateway.render", "--config", str(tmp_path / "config.yaml"), "--out", str(out)],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    assert _filter(yaml.safe_load(out.read_text()), "envoy.filters.http.grpc_json_transcoder")[
+        "max_response_body_size"] == 65536
+
+
 def test_the_committed_example_is_fresh(tmp_path):
     written = render.render_example(tmp_path)
     assert sorted(p.name for p in render.EXAMPLE_DIR.iterdir()) == sorted(p.name for p in written)
