@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Processes that run no code of the variant's tree (the same binaries either way; the S3 server runs in
+# its state folder, where it finds its security.toml): their working directory is not checked.
+THIRD_PARTY = frozenset({"s3", "prometheus"})
 CODE_DIRS = ("services", "gateway", "envoy", "scripts", "config", "gen", "protos")  # envoy/: older refs
 
 
@@ -84,8 +87,10 @@ def remove_baseline(target: Path) -> None:
 
 
 def process_names(variant: Variant) -> list[str]:
-    """The processes of the variant's launcher, from `mesh.py status` (one line per process)."""
-    return [line.split()[0] for line in variant.mesh("status").splitlines() if line.strip()]
+    """The processes of the variant's launcher, from `mesh.py status` (one line per process), without
+    the supervisor: it runs them, it is not one of the variant's processes to stop and compare."""
+    return [name for line in variant.mesh("status").splitlines() if line.strip()
+            and (name := line.split()[0]) != "supervisor"]
 
 
 def pid_of(config, name: str) -> int | None:
@@ -101,12 +106,12 @@ def envoy_yaml_digest(config) -> str:
     return hashlib.sha256(config.state("envoy", "envoy.yaml").read_bytes()).hexdigest()[:12]
 
 
-def switch(config, stopper: Variant, starter: Variant, names: list[str]) -> dict[str, int]:
-    """Stops every mesh process but the identity provider (with `stopper`'s launcher), starts
-    `starter`'s with its own `mesh.py up`; returns the pids that up reports it started."""
-    for name in reversed(names):
-        if name != "idp" and pid_of(config, name):
-            stopper.mesh("stop", name)
+def switch(stopper: Variant, starter: Variant) -> dict[str, int]:
+    """Stops the mesh with `stopper`'s launcher (`mesh.py down`: its supervisor and every process, the
+    identity provider too; the cluster keeps running), starts `starter`'s with its own `mesh.py up`;
+    returns the pids that up reports it started. The supervisor goes too because it starts every
+    process in its own tree: the other variant's processes must be started by that variant's."""
+    stopper.mesh("down")
     out = starter.mesh("up")
     started = {}
     for line in out.splitlines():  # "started NAME (pid N)"
@@ -129,7 +134,7 @@ def verify(config, variant: Variant, started: dict[str, int]) -> dict[str, int]:
             raise Disturbed(f"{variant.label}: {name} is pid {pid}, its launcher started "
                                f"{started.get(name)} (someone else restarted it?)")
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        if cwd != variant.root.resolve():
+        if name not in THIRD_PARTY and cwd != variant.root.resolve():
             raise RuntimeError(f"{variant.label}: {name} (pid {pid}) runs in {cwd}, not {variant.root}")
         pids[name] = pid
     if config.state("envoy", "envoy.yaml").stat().st_mtime > started_at(pids["envoy"]) + 0.05:

@@ -7,9 +7,10 @@ Cases: `GET /status/systems` (gateway + status service, no SSH) and `ls` of a 20
 (gateway + utilities service + certificator + pooled SSH), each at concurrency 1 and 32, driven by
 `wrk` (one C event-loop thread; the Python harness of the other benchmarks is itself the bottleneck
 at c=32 on this machine's 2 cores). Phases alternate baseline, current, baseline, current (--rounds)
-to spread drift over both; each phase starts the variant's own certificator, services and Envoy with
-its own `scripts/mesh.py up` (the cluster and the identity provider keep running), checks that the
-processes running are that variant's, warms up (SSH connections, token caches), then measures each
+to spread drift over both; each phase stops the mesh (`mesh.py down`: the supervisor starts every
+process in its own tree, so it goes too, with the identity provider; the cluster keeps running),
+starts the variant's own with its `scripts/mesh.py up`, checks that the processes running are that
+variant's, warms up (SSH connections, token caches), then measures each
 case for --duration seconds. The table reports every phase, both variants combined (the phases'
 latency histograms merged) and current/baseline ratios against the issue's targets (`ls` p50
 ≤ 1.05, `/status/systems` p50 ≤ 1.15).
@@ -95,12 +96,11 @@ def others_testing() -> int:
     return count
 
 
-def run_phase(config, running: Variant, variant: Variant, round_: int, names, base, cases, tokens,
-              args, script):
+def run_phase(config, running: Variant, variant: Variant, round_: int, base, cases, tokens, args, script):
     """Starts `variant` (stopping `running`), warms up, measures every case. Returns the phase's
     record, its samples by (variant, scenario, concurrency), and the variant now running."""
     t0 = time.monotonic()
-    started = switch(config, running, variant, names)
+    started = switch(running, variant)
     startup = time.monotonic() - t0
     samples = {}
     with launcher_lock(config):
@@ -174,7 +174,6 @@ def main() -> None:
     except BaseException:
         remove_baseline(baseline_dir)
         raise
-    names = list(dict.fromkeys(current.names + baseline.names))  # start order, union
 
     tokens = Tokens(config.identity.token_url)
     phases: list[dict] = []
@@ -193,7 +192,7 @@ def main() -> None:
                         fingerprints["current"].append(code_fingerprint(ROOT))
                     try:
                         phase, phase_samples, running = run_phase(
-                            config, running, variant, round_, names, base, cases, tokens, args, script)
+                            config, running, variant, round_, base, cases, tokens, args, script)
                         break
                     except Disturbed as exc:
                         running = variant
@@ -213,11 +212,11 @@ def main() -> None:
             if running is not current or error is not None:
                 print("zero_trust: restoring this working tree's mesh", flush=True)
                 try:
-                    started = switch(config, running, current, names)
+                    started = switch(running, current)
                 except RuntimeError as exc:  # once more, e.g. a process slow to stop
                     print(f"zero_trust: {exc}; trying again", flush=True)
                     time.sleep(2)
-                    started = switch(config, current, current, names)
+                    started = switch(current, current)
                 running = current
                 verify(config, current, started)
                 print("zero_trust: this working tree's mesh is running", flush=True)
