@@ -263,9 +263,7 @@ def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label
         "## Errors", "",
     ]
     if rec.errors:
-        lines += ["| operation | status | message | count |", "|---|---|---|---:|"]
-        for (op, status, message), n in sorted(rec.errors.items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {op} | {status} | {message.replace('|', '/')} | {n} |")
+        lines += error_table(rec.errors)
     else:
         lines.append("none")
     lines += ["", f"## RSS of the mesh processes (MiB): start, {mid_label}, end", "",
@@ -319,19 +317,31 @@ def report(args, cfg, users, rec: Recorder, elapsed: float, rss: dict, mid_label
     if args.note:
         lines += ["", args.note]
     data = {"minutes": round(elapsed / 60, 2), "clients": args.clients, "users": users, "operations": data_ops,
-            "errors": [{"op": o, "status": s, "message": m, "count": n} for (o, s, m), n in rec.errors.items()],
+            "errors": error_records(rec.errors),
             "rss": rss, "rss_mid": mid_label, "rss_growth_percent": growth,
             "anon_growth_percent": anon_growth,
             "peak_growth_percent": {f"{n} {k}": g for (n, k), g in peak_growth.items()}, "restarted": restarted,
             "supervisor_events": events, "tokens_fetched": tokens,
             "certificates_signed": certificates,
-            "warmup": warmup and {**warmup, "errors": [{"op": o, "status": st, "message": m, "count": n}
-                                                       for (o, st, m), n in warmup["errors"].items()]}}
+            "warmup": warmup and {**warmup, "errors": error_records(warmup["errors"])}}
     return "\n".join(lines) + "\n", data
 
 
+def error_table(errors: Counter) -> list[str]:
+    """Markdown rows of errors by (operation, status, message), the most frequent first."""
+    return ["| operation | status | message | count |", "|---|---|---|---:|",
+            *(f"| {op} | {status} | {message.replace('|', '/')} | {n} |"
+              for (op, status, message), n in sorted(errors.items(), key=lambda kv: -kv[1]))]
+
+
+def error_records(errors: Counter) -> list[dict]:
+    """The same errors for the JSON report."""
+    return [{"op": op, "status": status, "message": message, "count": n}
+            for (op, status, message), n in errors.items()]
+
+
 def warmup_lines(warmup: dict | None) -> list[str]:
-    """The report's account of the warm-up before the measured run (nothing for a cold start)."""
+    """The report's account of the warm-up before the measured run, or a line saying there was none."""
     if not warmup:
         return ["Cold start: the measured run began on the stack as it was (no warm-up).", ""]
     errors = warmup["errors"]
@@ -339,10 +349,7 @@ def warmup_lines(warmup: dict | None) -> list[str]:
              f"{warmup['ok'] + sum(errors.values())} operations, {sum(errors.values())} errors. Tokens and "
              "certificates above include it; every other figure is the measured run's.", ""]
     if errors:
-        lines += ["| warm-up operation | status | message | count |", "|---|---|---|---:|"]
-        lines += [f"| {op} | {status} | {message.replace('|', '/')} | {n} |"
-                  for (op, status, message), n in sorted(errors.items(), key=lambda kv: -kv[1])]
-        lines.append("")
+        lines += [*error_table(errors), ""]
     return lines
 
 
@@ -404,7 +411,7 @@ def main() -> None:
         print(f"warm-up: {args.clients} clients over {len(users)} users for {args.warmup} min", flush=True)
         warm_elapsed = run_load(cfg, users, gateway, args.clients, args.warmup * 60, warm, lambda now, snap: None)
         warmup = {"minutes": round(warm_elapsed / 60, 2), "ok": sum(map(len, warm.latencies.values())),
-                  "errors": dict(warm.errors)}
+                  "errors": warm.errors}
     rec = Recorder()
     duration = args.minutes * 60
     mid_at = 120.0 if duration > 240 else duration / 2

@@ -310,6 +310,7 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
                if s["cluster"] in routed]
     streamed = {s["grpc_path"] for s in streams}
     policies["expensive_routes"] = [r for r in policies["expensive_routes"] if r["path"] not in streamed]
+    response_limit = response_body_limit(cfg)
     lua = env.get_template(LUA_TEMPLATE).render(
         username_claim=idp.username_claim, error_type_header=ERROR_TYPE_HEADER, max_url_bytes=MAX_URL_BYTES,
         rest_routes=rest_routes(descriptor_set), log_routes=log_routes(descriptor_set),
@@ -325,8 +326,8 @@ def render_text(cfg: Config, out: Path, descriptor_set: Path = DESCRIPTOR_SET) -
         public_paths=[*LIVENESS_REST_PATHS, LIVENESS_GRPC_PATH, *(page.path for page in pages)],
         pages=pages, docs_digest=docs_digest(pages), max_page_bytes=MAX_PAGE_BYTES,
         api_services=[s.full_name for s in services],
-        max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_body_limit(cfg),
-        response_too_large_message=response_too_large_message(response_body_limit(cfg)),
+        max_request_body_bytes=gw.max_request_body_bytes, max_response_body_bytes=response_limit,
+        response_too_large_message=response_too_large_message(response_limit),
         routes=routes, route_timeout=f"{route_timeout(cfg)}s",
         event_streams=[e for e in event_streams(descriptor_set) if e["cluster"] in routed],
         byte_streams=streams, byte_stream_idle_timeout=BYTE_STREAM_IDLE_TIMEOUT,
