@@ -4,6 +4,7 @@ paramiko renegotiates keys every 512 MiB of a connection. When a command on anot
 during an exchange, paramiko's transport thread waited to send its CLOSE until the exchange was over,
 which only that thread could finish: after 30 s the connection died with every channel on it (paramiko
 issue #822; a 1 GiB download failed so with "Key-exchange timed out waiting for key negotiation").
+Connections negotiate AES-GCM (`prefer_aead_ciphers`), so the re-exchange below runs under it too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import pytest
 
 from services.common.ssh.certificates import CertificateCache
-from services.common.ssh.transport import KexSafeTransport, open_transport
+from services.common.ssh.transport import AEAD_CIPHERS, KexSafeTransport, open_transport
 from tests.integration.test_ssh_streams import MIB, with_streams
 from tests.polling import eventually
 
@@ -93,3 +94,11 @@ def test_short_commands_ending_across_re_exchanges_of_a_long_download(config, ca
 
     got, ended = asyncio.run(with_streams(config, body))
     assert got == size and all(n > 0 for n in ended), (got, ended)
+
+
+def test_connections_negotiate_aes_gcm_with_sshd(alices_connection):
+    """paramiko alone would pick aes128-ctr + hmac-sha2-256 (a MAC computed and compared in Python for
+    every packet); the real sshd accepts the AEAD cipher offered first, both ways."""
+    transport = alices_connection
+    assert transport.local_cipher == transport.remote_cipher == AEAD_CIPHERS[0]
+    assert _run(transport, "printf 'gcm %s' ok") == (0, b"gcm ok")

@@ -4,6 +4,11 @@ host key) is a `LoginRefused`; every other failure may pass and the pool tries a
 
 Without TCP_NODELAY a warm command costs ~48 ms instead of ~3 ms (Nagle + delayed ACK).
 
+AES-GCM is offered first (`prefer_aead_ciphers`): paramiko's own first choice, aes128-ctr with
+hmac-sha2-256, computes each packet's HMAC and compares it byte by byte in Python; with an AEAD cipher
+the tag is checked inside `cryptography`. A command of `true` then costs ~12 % less client CPU (~900
+instead of ~1,020 µs here) and ~0.17 ms less time. A server without GCM gets the other ciphers, as before.
+
 Connections are `KexSafeTransport`s: paramiko's transport thread, answering the server's CLOSE of a
 channel whose command ended, waited for the end of a key re-exchange that only it could finish
 (paramiko issue #822), and after 30 s the connection died with every channel on it.
@@ -22,6 +27,7 @@ from services.common.ssh.certificates import UserCertificate
 from services.common.ssh.retry import LoginRefused
 
 WINDOW_SIZE = 8 * 1024 * 1024  # large windows: multi-MiB outputs (downloads) in few round trips
+AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")  # offered before paramiko's defaults
 
 
 class KexSafeTransport(paramiko.Transport):
@@ -54,6 +60,13 @@ class KexSafeTransport(paramiko.Transport):
             super()._send_user_message(data)
 
 
+def prefer_aead_ciphers(transport: paramiko.Transport) -> None:
+    """Offers the AEAD ciphers first, then paramiko's other ciphers in its own order (before the
+    handshake: the client's order decides)."""
+    options = transport.get_security_options()
+    options.ciphers = AEAD_CIPHERS + tuple(c for c in options.ciphers if c not in AEAD_CIPHERS)
+
+
 def _load_known_host_key(system: SystemConfig) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
     try:
@@ -79,6 +92,7 @@ def open_transport(system: SystemConfig, username: str, cert: UserCertificate) -
         raise SshConnectionFailed(f"Unable to connect to system {system.name}: {exc.strerror or exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = KexSafeTransport(sock, default_window_size=WINDOW_SIZE)
+    prefer_aead_ciphers(transport)
     try:
         transport.start_client(timeout=timeouts.login)
         server_key = transport.get_remote_server_key()
