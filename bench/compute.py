@@ -32,11 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import RESULTS, Row, measure, percentile, table  # noqa: E402
+from bench.harness import RESULTS, GatewayConnection, Row, measure, percentile, table  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 from services.common.oidc_client import fetch_token  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
@@ -103,7 +101,8 @@ class Api:
     """Tokens of the dev users (renewed before they expire) and clients on the gateway."""
 
     def __init__(self, config):
-        self.config, self.base, self.tokens = config, f"http://{config.gateway.listen}", {}
+        self.config, self.address, self.tokens = config, str(config.gateway.listen), {}
+        self.base = f"http://{self.address}"
 
     def token(self, user: str) -> str:
         got = self.tokens.get(user)
@@ -112,8 +111,8 @@ class Api:
             self.tokens[user] = got
         return got[0]
 
-    def client(self, user: str = "alice") -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=120, headers={"Authorization": f"Bearer {self.token(user)}"})
+    def client(self, user: str = "alice") -> GatewayConnection:
+        return GatewayConnection(self.address, lambda: self.token(user))
 
 
 def warm_transport(config, system, api: Api, user: str):
@@ -126,23 +125,28 @@ def warm_transport(config, system, api: Api, user: str):
     return open_transport(system, user, asyncio.run(certificate()))
 
 
-def timed(fn, n: int) -> list[float]:
+def timed(fn, n: int, check=None) -> list[float]:
+    """Latencies (ms) of `n` calls of `fn`; `check(result)`, when given, runs after each call's timing
+    (parsing and checking a 4 MB answer is the client's work, not the system's)."""
     latencies = []
     for _ in range(n):
         start = time.perf_counter()
-        fn()
+        result = fn()
         latencies.append((time.perf_counter() - start) * 1000)
+        if check is not None:
+            check(result)
     return latencies
 
 
-def alternating(name: str, gateway, floor, blocks: int, block: int) -> tuple[Row, Row]:
-    """c=1: alternating blocks of the gateway request and the floor command, so load drifts hit both."""
+def alternating(name: str, gateway, floor, blocks: int, block: int, check=None) -> tuple[Row, Row]:
+    """c=1: alternating blocks of the gateway request and the floor command, so load drifts hit both;
+    `check` takes each gateway answer, outside its timing."""
     samples = {"gateway": [], "floor": []}
     elapsed = {"gateway": 0.0, "floor": 0.0}
     for _ in range(blocks):
         for kind, fn in (("gateway", gateway), ("floor", floor)):
             began = time.perf_counter()
-            samples[kind] += timed(fn, block)
+            samples[kind] += timed(fn, block, check if kind == "gateway" else None)
             elapsed[kind] += time.perf_counter() - began
     rows = []
     for kind, label in (("gateway", name), ("floor", f"{name}: floor (sacct line over warm SSH)")):
@@ -176,9 +180,10 @@ service (Envoy and 32 Python client threads on 2 cores shared with other enginee
 of ~8,500 jobs is sacct plus building ~8,500 jobs in Python (~25 µs each, after filling messages in
 place), gRPC and Envoy's transcoding of ~3.7 MB of JSON."""
 
-# The harness makes each worker thread's client at its first request; an httpx client costs tens of
-# ms of CPU to make (its TLS context), so every row warms up 2 × concurrency requests first: each
-# thread then has its client before the measured requests.
+# The harness makes each worker thread's client (a keep-alive http.client connection, the leanest
+# client: the figures measure the gateway and the services, not the client) at its first request, so
+# every row warms up 2 × concurrency requests first: each thread then has its connection open before
+# the measured requests.
 
 
 def main() -> int:
@@ -192,15 +197,15 @@ def main() -> int:
     api = Api(config)
     before_rows = [Row(**r) for r in json.loads((RESULTS / "compute.before.json").read_text())]
 
-    def submit(c: httpx.Client, script: str = "#!/bin/bash\ntrue\n", name: str = "bench") -> str:
-        resp = c.post(f"/compute/{system.name}/jobs", json={"job": {"working_directory": "/scratch/alice",
-                                                                    "name": name, "script": script}})
-        if resp.status_code != 201:
-            raise RuntimeError(f"submit: {resp.status_code} {resp.text[:200]}")
-        return resp.json()["jobId"]
+    def submit(c: GatewayConnection, script: str = "#!/bin/bash\ntrue\n", name: str = "bench") -> str:
+        status, body = c.request("POST", f"/compute/{system.name}/jobs",
+                                 json_body={"job": {"working_directory": "/scratch/alice", "name": name, "script": script}})
+        if status != 201:
+            raise RuntimeError(f"submit: {status} {body[:200]!r}")
+        return json.loads(body)["jobId"]
 
-    def state_of(c: httpx.Client, job_id: str) -> str:
-        return c.get(f"/compute/{name}/jobs/{job_id}").json()["jobs"][0]["status"]["state"]
+    def state_of(c: GatewayConnection, job_id: str) -> str:
+        return json.loads(c.get(f"/compute/{name}/jobs/{job_id}"))["jobs"][0]["status"]["state"]
 
     print("setup: jobs of alice (pending, running, finished) and bob's history", flush=True)
     with api.client() as c:
@@ -225,27 +230,33 @@ def main() -> int:
     window_floor = floor_line(sacct.command(MANY_USER, delimited.new_delimiter(), JobQuery()))
     squeue_floor = floor_line(squeue.command(delimited.new_delimiter(), job_id=pending, all_states=True))
 
+    def check_job(job_id: str, state: str):
+        def check(body: bytes) -> None:
+            if json.loads(body)["jobs"][0]["status"]["state"] != state:
+                raise RuntimeError(f"get {job_id}: {body[:200]!r}")
+        return check
+
     def get(job_id: str, state: str):
-        def request(c: httpx.Client) -> None:
-            resp = c.get(f"/compute/{name}/jobs/{job_id}")
-            if resp.status_code != 200 or resp.json()["jobs"][0]["status"]["state"] != state:
-                raise RuntimeError(f"get {job_id}: {resp.status_code} {resp.text[:200]}")
-        return request
+        check = check_job(job_id, state)
+        return lambda c: check(c.get(f"/compute/{name}/jobs/{job_id}"))
+
+    def check_list(user: str, at_least: int):
+        def check(body: bytes) -> None:
+            jobs = json.loads(body).get("jobs") or []
+            if len(jobs) < at_least or {j["user"] for j in jobs} != {user}:
+                raise RuntimeError(f"list: {len(jobs)} jobs")
+        return check
 
     def list_jobs(user: str, at_least: int, **params):
-        def request(c: httpx.Client) -> None:
-            resp = c.get(f"/compute/{name}/jobs", params=params)
-            jobs = resp.json().get("jobs") or [] if resp.status_code == 200 else []
-            if resp.status_code != 200 or len(jobs) < at_least or {j["user"] for j in jobs} != {user}:
-                raise RuntimeError(f"list: {resp.status_code}, {len(jobs)} jobs")
-        return request
+        check = check_list(user, at_least)
+        return lambda c: check(c.get(f"/compute/{name}/jobs", params))
 
     with api.client() as c:  # a list of the size issue 8 measured (p50 ≈ one small sacct): alice's jobs of one name
-        listed = c.get(f"/compute/{name}/jobs", params={"name": LIST_NAME}).json()["jobs"]
+        listed = json.loads(c.get(f"/compute/{name}/jobs", {"name": LIST_NAME}))["jobs"]
         for _ in range(LIST_JOBS - len(listed)):
             submit(c, name=LIST_NAME)
         time.sleep(3)  # accounting catches up
-        small = len(c.get(f"/compute/{name}/jobs", params={"name": LIST_NAME}).json()["jobs"])
+        small = len(json.loads(c.get(f"/compute/{name}/jobs", {"name": LIST_NAME}))["jobs"])
     rows: list[Row] = []
     for concurrency in (1, 32):
         rows.append(measure("get pending job", get(pending, "PENDING"), api.client, concurrency, n,
@@ -256,23 +267,22 @@ def main() -> int:
     rows.append(Row("get pending job: floor (its squeue line over warm SSH)", 1, len(s), 0,
                     round(percentile(s, 0.5), 2), round(percentile(s, 0.99), 2), round(sum(s) / len(s), 2),
                     round(len(s) / (time.perf_counter() - began), 1)))
-    with api.client() as c:
-        finished_request = get(finished, "COMPLETED")
-        rows.extend(alternating("get finished job", lambda: finished_request(c),
-                                lambda: run_floor("alice", finished_floor), 4, max(5, n // 20)))
+    with api.client() as c:  # 8 blocks of n/8: sacct's own time varies by several ms from call to call
+        rows.extend(alternating("get finished job", lambda: c.get(f"/compute/{name}/jobs/{finished}"),
+                                lambda: run_floor("alice", finished_floor), 8, max(5, n // 8),
+                                check_job(finished, "COMPLETED")))
     for concurrency in (1, 8, 32):
         rows.append(measure(f"list jobs of alice ({small} named {LIST_NAME})", list_jobs("alice", small, name=LIST_NAME),
                             api.client, concurrency, 3 * n if concurrency > 1 else n // 2, warmup=2 * concurrency))
     rows.append(service_side("list jobs of alice, c=32: inside the compute service (its log)", "ListJobs", 3 * n))
     with api.client(MANY_USER) as c:
-        many_request = list_jobs(MANY_USER, MANY_JOBS // 2)
-        rows.extend(alternating(f"list jobs of {MANY_USER} ({many} in 24h)", lambda: many_request(c),
-                                lambda: run_floor(MANY_USER, window_floor), 3, 2))
+        rows.extend(alternating(f"list jobs of {MANY_USER} ({many} in 24h)", lambda: c.get(f"/compute/{name}/jobs"),
+                                lambda: run_floor(MANY_USER, window_floor), 4, 2, check_list(MANY_USER, MANY_JOBS // 2)))
     for concurrency in (1, 32):
         rows.append(measure("submit (POST jobs)", submit, api.client, concurrency, n // 2, warmup=2 * concurrency))
     with api.client() as c:
         for job_id in (pending, running):
-            c.delete(f"/compute/{name}/jobs/{job_id}")
+            c.request("DELETE", f"/compute/{name}/jobs/{job_id}")
     for t in transports.values():
         t.close()
 
@@ -301,7 +311,7 @@ def main() -> int:
                     "sacct + unfiltered squeue --json for every query):\n\n" + table(before_rows))
     text = (f"# compute\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n"
             f"Through the gateway ({api.base}) against Slurm 22.05 on one local node (2 cores shared with other "
-            f"work). {n} requests per get row and per list row at c=8/32 ({n // 2} at c=1), {n // 2} per submit "
+            f"work), one keep-alive HTTP/1.1 connection (http.client) per client thread (the rows beside a floor parse and check each answer outside its timing). {n} requests per get row and per list row at c=8/32 ({n // 2} at c=1), {n // 2} per submit "
             "row (c=8/32 list rows: 3 × that), after a warm-up of 2 × concurrency requests (every worker thread's client made); floors are the service's own command line over one warm SSH connection as the same user, "
             "measured in blocks alternating with the gateway's. get = one filtered squeue (--jobs, fixed "
             "format) + its steps, concurrently; a job the controller no longer runs or queues adds one sacct. "

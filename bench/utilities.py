@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import pwd
 import shutil
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import RESULTS, Row, measure, percentile, table  # noqa: E402
+from bench.harness import RESULTS, GatewayConnection, Row, measure, percentile, table  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 from services.common.oidc_client import fetch_token  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
@@ -69,24 +67,6 @@ def prepare() -> None:
         os.chown(root, pw.pw_uid, pw.pw_gid)
         for name in files:
             os.chown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
-
-
-class Gateway:
-    """One keep-alive HTTP/1.1 connection to the gateway (http.client: the leanest client, so the
-    figures measure the gateway and the service rather than the client)."""
-
-    def __init__(self, address: str, token: str):
-        host, port = address.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def get(self, path: str, params: dict) -> bytes:
-        self.conn.request("GET", f"{path}?{urllib.parse.urlencode(params)}", headers=self.headers)
-        response = self.conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{response.status}: {body[:200]!r}")
-        return body
 
 
 def gateway_requests():
@@ -214,7 +194,7 @@ def main() -> None:
     cpu: dict[str, dict[str, float]] = {op: {} for op in OPS}  # utilities CPU ms per request
     handler: dict[str, list[float]] = {op: [] for op in OPS}  # the service's own time, p50 per block
     try:
-        gateway = Gateway(address, token)
+        gateway = GatewayConnection(address, lambda: token, timeout=60)
         for op in OPS:
             samples: dict[str, list[float]] = {"gateway": [], "/status/systems": []}
             errors = dict.fromkeys(["gateway", "/status/systems", *lines[op]], 0)
@@ -258,7 +238,7 @@ def main() -> None:
                   f"/status/systems p50 {c1[op]['/status/systems']} ms", flush=True)
         for op in OPS:
             cpu_before = service_cpu_seconds()
-            r = measure(f"{op} (gateway)", requests[op], lambda: Gateway(address, token), 32, at_32, warmup=32)
+            r = measure(f"{op} (gateway)", requests[op], lambda: GatewayConnection(address, lambda: token, timeout=60), 32, at_32, warmup=32)
             cpu[op]["32"] = round((service_cpu_seconds() - cpu_before) * 1000 / (at_32 + 32), 2)
             rows.append(r)
             print(f"{op} c=32: {r.req_per_s} req/s, {r.errors} errors, p99 {r.p99_ms} ms", flush=True)
