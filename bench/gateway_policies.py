@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # scripts/mesh.py imports its neighbours
 
 from bench.harness import RESULTS  # noqa: E402
-from bench.status import cpu_seconds  # noqa: E402
+from bench.harness import cpu_seconds  # noqa: E402
 from bench.wrk_load import WRK_SCRIPT, Tokens, summarize, wrk  # noqa: E402
 from mesh import ENVOY_WORKERS  # noqa: E402
 from services.common.config import load_config  # noqa: E402

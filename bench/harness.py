@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import statistics
 import urllib.parse
 import threading
@@ -168,3 +169,21 @@ def process_memory(run_dir: Path | str | None = None) -> dict[str, dict[str, int
 def process_rss(run_dir: Path | str | None = None) -> dict[str, int]:
     """Resident memory (VmRSS, KiB) of every mesh process (`process_memory`), by name."""
     return {name: memory["rss"] for name, memory in process_memory(run_dir).items()}
+
+
+# --- CPU -----------------------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (all its threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_at_rest(names: tuple[str, ...], seconds: float = 20.0) -> dict[str, float]:
+    """% of one core each named mesh process (`process_memory`) used over `seconds` with no load from
+    here: what a process costs the machine while nobody calls it (a garbage collector stuck at its
+    memory limit shows here, not in any latency)."""
+    pids = {name: m["pid"] for name, m in process_memory().items() if name in names}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    return {name: round(100 * (cpu_seconds(pid) - before[name]) / seconds, 1) for name, pid in pids.items()}

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, process_rss  # noqa: E402
+from bench.harness import RESULTS, cpu_seconds, process_rss  # noqa: E402
 from bench.zero_trust import WRK_SCRIPT, Tokens, summarize, wrk  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 
@@ -49,12 +49,6 @@ ISSUE = {"ours": {1: {"p50_ms": 1.3, "req_per_s": 702}, 32: {"req_per_s": 1789}}
 # Acceptance (issue 8, part 4): c=1 p50 ≤ 1.1 ms (v2's); c=32 ≥ 1,800 req/s with p99 ≤ 40 ms.
 TARGETS = [(1, "p50_ms", "≤", 1.1), (32, "req_per_s", "≥", 1800), (32, "p99_ms", "≤", 40)]
 ISSUE_MIB_AT_REST = 419
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (all its threads), seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds() -> float:

@@ -11,7 +11,7 @@ storage service against `scp` over the same sshd as the floor.
    job probes the staged object every 60 s and is submitted before the client uploads, so its first
    probe misses and the file lands after at least one 60 s sleep.
 3. SeaweedFS alone: one curl PUT and GET of 256 MiB with presigned URLs (each hop's best case).
-4. RSS of the storage service and of SeaweedFS after the transfers.
+4. RSS of the storage service and of SeaweedFS after the transfers, and their CPU at rest then.
 
 5. Direct streaming through the gateway (REST, the storage service's UploadStream/DownloadStream: no S3,
    no job): `PUT .../transfer/stream` of the file with its SHA-256 declared, `GET` of it back, checked.
@@ -36,14 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import RESULTS, process_rss  # noqa: E402
+from bench.harness import RESULTS, cpu_at_rest, process_rss  # noqa: E402
 from firecrest_mesh.certificator.v1 import certificator_pb2, certificator_pb2_grpc  # noqa: E402
 from services.common import mesh_tls  # noqa: E402
 from services.common.config import load_config  # noqa: E402
@@ -277,10 +276,11 @@ def main() -> None:
             except Exception as exc:  # the mesh restarting: the folder stays, the figures stand
                 print(f"cleanup of {remote} failed: {exc}", file=sys.stderr)
     rss = {k: v for k, v in process_rss().items() if k in ("storage", "s3")}
-    write(rows, small, rss, s3_alone)
+    write(rows, small, rss, s3_alone, cpu_at_rest(("storage", "s3")))
 
 
-def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: tuple[float, float] | None) -> None:
+def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: tuple[float, float] | None,
+          idle_cpu: dict[str, float]) -> None:
     lines = ["| size | path | direction | seconds | MB/s | ratio to scp |", "|---|---|---|---:|---:|---:|"]
     floor = {(r["size"], r["direction"]): r["seconds"] for r in rows if r["path"].startswith("scp")}
     for r in rows:
@@ -302,6 +302,8 @@ def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: t
          "S3 path makes two such hops (client → S3, S3 → the system's disk, or the reverse)."
          if s3_alone else "(SeaweedFS floor not measured in this run)"), "",
         "RSS after the transfers (KiB): " + ", ".join(f"{k} {v}" for k, v in sorted(rss.items())), "",
+        "CPU at rest after the transfers (% of one core over 20 s, nobody calling): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(idle_cpu.items())), "",
         "Direct streaming (REST through the gateway, one SSH channel as the user; the upload's time includes "
         "the SHA-256 of the whole file on the system before the answer, the download's the SHA-256 before "
         "the first byte).", ""])
@@ -309,6 +311,7 @@ def write(rows: list[dict], small: list[float], rss: dict[str, int], s3_alone: t
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "transfers.md").write_text(text)
     (RESULTS / "transfers.json").write_text(json.dumps({"rows": rows, "upload_50mib_seconds": small, "rss_kib": rss,
+                                                        "cpu_at_rest_percent": idle_cpu,
                                                         "seaweedfs_curl_put_get_mbps": s3_alone},
                                                        indent=1))
 

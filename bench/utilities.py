@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import RESULTS, GatewayConnection, Row, measure, percentile, table  # noqa: E402
+from bench.harness import RESULTS, GatewayConnection, Row, cpu_seconds, measure, percentile, table  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 from services.common.oidc_client import fetch_token  # noqa: E402
 from services.common.ssh.certificates import CertificateCache  # noqa: E402
@@ -164,9 +164,7 @@ def handler_p50(op: str, count: int) -> float:
 
 def service_cpu_seconds(name: str = "utilities") -> float:
     """user + system CPU of a mesh process so far (state/run/<name>.pid), seconds."""
-    pid = int(load_config().state("run", f"{name}.pid").read_text().split()[0])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(int(load_config().state("run", f"{name}.pid").read_text().split()[0]))
 
 
 def main() -> None:

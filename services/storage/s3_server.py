@@ -32,9 +32,13 @@ from services.storage.settings import EmbeddedS3, S3Settings, read_credentials
 
 IDENTITY_NAME = "firecrest-mesh"
 # Memory: Go's soft heap limit (the GC returns memory above it) and the S3 gateway's budget for GET
-# buffers (unlimited by default). Measured after the 100 MiB and 50 MiB transfers of bench/transfers.py:
-# 718 MB RSS without them.
-GO_MEMORY_LIMIT = "256MiB"
+# buffers (unlimited by default). Without them: 718 MB RSS after the 100 MiB and 50 MiB transfers of
+# bench/transfers.py. The limit must stay well above what `weed mini` holds at rest: ~250 MiB of
+# buffers it allocates at start (the filer's leveldb2 write buffers, 128 MiB; its metadata log
+# buffers, 80 MiB). At 256 MiB the heap sat at the limit for good and the GC ran 5-6 times a second,
+# idle: 15-20 % of a core after a few transfers (and RSS still reached ~450 MB). At 384 MiB the GC is
+# idle at rest (4 % of a core, the heartbeats) and RSS after five 40 MiB transfers is ~330 MB.
+GO_MEMORY_LIMIT = "384MiB"
 READER_CACHE_MB = 64
 TLS_COMPONENT = "seaweedfs"  # one certificate for every SeaweedFS component (server and client)
 GRPC_SECTIONS = ("master", "volume", "filer", "s3", "admin", "worker", "msg_broker", "msg_agent", "mq")
