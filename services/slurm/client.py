@@ -16,6 +16,7 @@ from firecrest_mesh.status.v1 import status_pb2
 from services.common.config import SystemConfig
 from services.common.errors import ApiError, InternalError, RequestTimeout, SshConnectionFailed
 from services.common.identity import Caller
+from services.common import offload
 from services.common.offload import parsed
 from services.common.ssh.command import CommandResult
 from services.common.ssh.runner import CommandRunner, FailureTest, exited_non_zero
@@ -53,13 +54,13 @@ class SlurmClient:
                                           stdin=stdin, idempotent=read)
 
     async def run(self, caller: Caller, system: SystemConfig, argv: list[str], *, failed: FailureTest = errors.failed,
-                  timeout: int | None = None, read: bool = False) -> CommandResult:
+                  timeout: int | None = None, read: bool = False, stdout_sink=None) -> CommandResult:
         """The result of `argv`; a failure (by default: non-zero exit or an `error:` line on stderr, as
         `scancel` and `scontrol write batch_script` refuse with exit 0) raises Slurm's API error."""
         name = errors.program(argv)
         return await self._runner.run(caller, system, argv, timeout=timeout or default_timeout(system, argv),
                                       error_for=lambda result: errors.error_for(result, name), failed=failed,
-                                      idempotent=read)
+                                      idempotent=read, stdout_sink=stdout_sink)
 
     async def _query(self, caller: Caller, system: SystemConfig, argv: list[str]) -> str:
         """The output of a status query; it failed only when it exited non-zero (these commands may print
@@ -139,13 +140,24 @@ class SlurmClient:
             raise errors.error_for(result, "squeue")
         return result.text()
 
-    async def history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
-                      job_id: str | None) -> tuple[str, str]:
-        """sacct's output for the query's jobs or for one job, steps included, and its delimiter
-        (`sacct.parse` reads it; the scheduler parses it in the heavy-work slot when it is large)."""
+    async def history(self, caller: Caller, system: SystemConfig, query: JobQuery | None, job_id: str | None,
+                      into: compute_pb2.ListJobsResponse | None = None) -> sacct.JobsBuilder:
+        """The query's jobs or the one job, steps included, from accounting (sacct), made as entries of
+        `into` while sacct's output arrives (`sacct.HistoryStream`); the caller names the uids that
+        cancelled them (`JobsBuilder.name_cancellers`). What could not be read as it came is read on a
+        thread, in the heavy-work slot, when it is large."""
         delimiter = delimited.new_delimiter()
-        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True)
-        return result.text(), delimiter
+        stream = sacct.HistoryStream(delimiter, into)
+        result = await self.run(caller, system, sacct.command(caller.username, delimiter, query, job_id), read=True,
+                                stdout_sink=stream)
+        if len(stream.backlog) < offload.LARGE_OUTPUT_BYTES:
+            built = stream.finish(result.stdout)
+        else:
+            async with offload.heavy_work():
+                built = await asyncio.to_thread(stream.finish, result.stdout)
+        if built is not None:
+            return built
+        return await offload.parsed(stream.rebuild, result.text())
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:
         """uid → name of those of `uids` the system knows; None when the look-up itself failed."""

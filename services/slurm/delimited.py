@@ -34,28 +34,67 @@ def _record(values: list[str], fields: Sequence[str], id_pattern: re.Pattern) ->
     return dict(zip(fields, values))
 
 
+class RecordReader:
+    """The exact reading of `_exact`, fed the output piece by piece as it arrives (`feed`), then told
+    it has ended (`finish`): sacct's output of thousands of jobs is read while the rest still comes.
+
+    A token (the text between two delimiters) is complete once the next delimiter has arrived; a
+    record is complete with its first token and `len(fields) - 1` more, the last of which holds its
+    last field, a newline and the next record's first field. The output's final token (the last
+    field of the last record) is only known to be whole at `finish()`.
+    """
+
+    def __init__(self, delimiter: str, fields: Sequence[str], id_pattern: re.Pattern):
+        self._delimiter, self._fields, self._id_pattern = delimiter, fields, id_pattern
+        self._width = len(fields) - 1  # delimiters per record
+        self._first: str | None = None  # first field of the record being read; None before the first token
+        self._tokens: list[str] = []  # complete tokens after it
+        self._tail = ""  # text after the last delimiter (a token that may continue)
+        self.failed = False  # the output does not add up (finish() says None)
+
+    def feed(self, text: str) -> list[dict[str, str]]:
+        """The records completed by `text` (the next piece of the output), in order."""
+        if self.failed:
+            return []
+        pieces = (self._tail + text).split(self._delimiter)
+        self._tail = pieces.pop()
+        if self._first is None:
+            if not pieces:
+                return []
+            self._first, pieces = pieces[0], pieces[1:]
+        tokens = self._tokens + pieces if self._tokens else pieces
+        width, records = self._width, []
+        complete = len(tokens) - len(tokens) % width
+        for start in range(0, complete, width):
+            values = [self._first, *tokens[start:start + width]]
+            last, newline, self._first = values[-1].rpartition("\n")  # this record's end, the next's start
+            values[-1] = last
+            record = _record(values, self._fields, self._id_pattern) if newline else None
+            if record is None:
+                self.failed = True
+                return records
+            records.append(record)
+        self._tokens = tokens[complete:]
+        return records
+
+    def finish(self) -> list[dict[str, str]] | None:
+        """The last record (none for an output without a delimiter), once everything was fed; None
+        when the output does not add up."""
+        if self.failed:
+            return None
+        if self._first is None:
+            return []
+        last = self._tail[:-1] if self._tail.endswith("\n") else self._tail
+        record = _record([self._first, *self._tokens, last], self._fields, self._id_pattern)
+        return None if record is None else [record]
+
+
 def _exact(stdout: str, delimiter: str, fields: Sequence[str], id_pattern: re.Pattern) -> list[dict[str, str]] | None:
     """Every record, split on the delimiter; None when the output does not add up."""
-    body = stdout[:-1] if stdout.endswith("\n") else stdout
-    if not body:
-        return []
-    tokens = body.split(delimiter)
-    width = len(fields) - 1  # delimiters per record
-    if (len(tokens) - 1) % width:
-        return None
-    records, first = [], tokens[0]
-    for start in range(1, len(tokens), width):
-        values = [first, *tokens[start:start + width]]
-        if start + width < len(tokens):  # the last value holds "last-field\nfirst-field-of-the-next-record"
-            last, newline, first = values[-1].rpartition("\n")
-            if not newline:
-                return None
-            values[-1] = last
-        record = _record(values, fields, id_pattern)
-        if record is None:
-            return None
-        records.append(record)
-    return records
+    reader = RecordReader(delimiter, fields, id_pattern)
+    records = reader.feed(stdout)
+    last = reader.finish()
+    return None if last is None else records + last
 
 
 def _line_by_line(stdout: str, delimiter: str, fields: Sequence[str], id_pattern: re.Pattern) -> list[dict[str, str]]:

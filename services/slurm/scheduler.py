@@ -23,7 +23,6 @@ import logging
 import time
 
 from firecrest_mesh.compute.v1 import compute_pb2
-from services.common import offload
 from services.common.config import SystemConfig
 from services.common.errors import ApiError, NotFound
 from services.common.identity import Caller
@@ -103,25 +102,19 @@ class SlurmScheduler(Scheduler):
 
     async def _history(self, caller: Caller, system: SystemConfig, query: JobQuery | None,
                        job_id: str | None, into: compute_pb2.ListJobsResponse | None = None) -> list[SchedulerJob]:
-        """Accounting records (sacct) as jobs (entries of `into`: `sacct.jobs`), the uids that cancelled
-        them named. A large output is parsed and built on a worker thread, inside the heavy-work slot
-        (`services.common.offload`)."""
-        output, delimiter = await self._slurm.history(caller, system, query, job_id)
-        if len(output) < offload.LARGE_OUTPUT_BYTES:
-            rows = sacct.parse(output, delimiter)
-            return sacct.jobs(rows, await self._user_names(caller, system, rows), into)
-        async with offload.heavy_work():
-            rows = await asyncio.to_thread(sacct.parse, output, delimiter)
-            names = await self._user_names(caller, system, rows)
-            return await asyncio.to_thread(sacct.jobs, rows, names, into)
+        """Accounting records (sacct) as jobs (entries of `into`), made while sacct's output arrives
+        (`SlurmClient.history`), the uids that cancelled them named."""
+        built = await self._slurm.history(caller, system, query, job_id, into)
+        built.name_cancellers(await self._user_names(caller, system, built))
+        return built.jobs()
 
-    async def _user_names(self, caller: Caller, system: SystemConfig, rows: list[dict[str, str]]) -> dict[int, str]:
-        """Names of the uids that cancelled the jobs in `rows`: from the rows themselves (a user
+    async def _user_names(self, caller: Caller, system: SystemConfig, built: sacct.JobsBuilder) -> dict[int, str]:
+        """Names of the uids that cancelled the jobs `built` holds: from the records themselves (a user
         cancelling their own job), from earlier look-ups, else one `getent passwd` for the rest."""
-        wanted = sacct.kill_request_users(rows)
+        wanted = built.kill_request_users()
         if not wanted:
             return {}
-        names = sacct.known_users(rows)
+        names = dict(built.known_users)
         cache = self._uid_names.setdefault(system.name, {})
         missing = wanted - names.keys() - cache.keys()
         if missing:

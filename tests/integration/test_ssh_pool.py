@@ -100,6 +100,35 @@ def test_stdin_and_binary_output_round_trip(config, caller_of):
     assert result.exit_status == 0 and result.stdout == payload
 
 
+class RecordingSink:
+    """An output sink (`loop_command.OutputSink`) that keeps what it is given, piece by piece."""
+
+    def __init__(self):
+        self.begun, self.pieces = 0, []
+
+    def begin(self):
+        self.begun += 1
+        self.pieces = []
+
+    def feed(self, chunk: bytes):
+        self.pieces.append(chunk)
+
+
+def test_a_stdout_sink_sees_the_output_as_it_arrives(config, caller_of):
+    caller = caller_of("alice")
+    # Output in three bursts 0.2 s apart: the sink gets it in pieces, before the command ends.
+    command = shell_join(["sh", "-c", "head -c 300000 /dev/urandom | od -An -tx1; sleep 0.2; echo middle; "
+                                      "sleep 0.2; printf 'end\\n'"])
+    sink = RecordingSink()
+
+    async def body(pool: SshPool):
+        return await pool.run(caller, config.system("local"), command, stdout_sink=sink)
+
+    result = asyncio.run(with_pool(config, body))
+    assert result.exit_status == 0 and result.stdout.endswith(b"middle\nend\n")
+    assert sink.begun == 1 and b"".join(sink.pieces) == result.stdout and len(sink.pieces) >= 3
+
+
 def test_command_certificate_mode(config, caller_of):
     caller = caller_of("bob")
     system = config.system("local")

@@ -44,7 +44,8 @@ class Pool:
         self.calls: list[tuple[list[str], bytes | None, float]] = []
         self.idempotent: dict[str, bool] = {}  # answer key (program) → what the pool was told
 
-    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None, idempotent=False):
+    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None, idempotent=False,
+                  stdout_sink=None):
         words = shlex.split(line)
         self.calls.append((words, stdin, timeout))
         self.idempotent[next(k for k in self.answers if k in words)] = idempotent
@@ -52,6 +53,10 @@ class Pool:
         answer = self.answers[key]
         if isinstance(answer, Exception):
             raise answer
+        if stdout_sink is not None:  # as a pooled command's output arrives: in pieces, cut anywhere
+            stdout_sink.begin()
+            for start in range(0, len(answer.stdout), 100):
+                stdout_sink.feed(answer.stdout[start:start + 100])
         return answer
 
 
@@ -66,6 +71,13 @@ def system():
 
 def client(pool: Pool) -> SlurmClient:
     return SlurmClient(CommandRunner(pool))
+
+
+def built(rows: list[dict[str, str]]) -> sacct.JobsBuilder:
+    """The jobs of sacct records, their uids not named yet (what `SlurmClient.history` returns)."""
+    builder = sacct.JobsBuilder()
+    builder.add(rows)
+    return builder
 
 
 # -- status's queries -------------------------------------------------------------------------------
@@ -301,12 +313,12 @@ def test_uid_names_come_from_the_rows_then_one_cached_getent(system):
     rows = sacct.parse(read("sacct_parsable.txt").decode(), "|zpEGafCy|")
     pool = Pool(getent=CommandResult(2, read("getent_passwd.txt"), b""))  # 2: some uid unknown
     slurm = SlurmScheduler(client(pool))
-    assert asyncio.run(slurm._user_names(ALICE, system, rows)) == {0: "root", 1001: "alice", 1002: "bob"}
+    assert asyncio.run(slurm._user_names(ALICE, system, built(rows))) == {0: "root", 1001: "alice", 1002: "bob"}
     assert [words[2:] for words, _, _ in pool.calls] == [["getent", "passwd", "0"]]  # alice: her own records
-    asyncio.run(slurm._user_names(ALICE, system, rows))
+    asyncio.run(slurm._user_names(ALICE, system, built(rows)))
     assert len(pool.calls) == 1  # cached
     unknown = [dict(rows[0], State="CANCELLED by 77777")]
-    assert asyncio.run(slurm._user_names(ALICE, system, unknown)) == {1001: "alice"}
+    assert asyncio.run(slurm._user_names(ALICE, system, built(unknown))) == {1001: "alice"}
     assert pool.calls[-1][0][2:] == ["getent", "passwd", "77777"]
     assert sacct.jobs(unknown, {})[0].job.kill_request_user.HasField("null_value")
 
@@ -315,15 +327,15 @@ def test_a_record_that_still_shows_uid_0_does_not_name_root(system):
     # Accounting can show a job's record with UID 0 and its owner's name until it has the job's start.
     rows = sacct.parse(read("sacct_parsable.txt").decode(), "|zpEGafCy|")
     lagging = [dict(rows[0], UID="0", State="CANCELLED by 0")]
-    assert sacct.known_users(lagging) == {}
+    assert built(lagging).known_users == {}
     pool = Pool(getent=CommandResult(0, b"root:x:0:0:root:/root:/bin/bash\n", b""))
-    assert asyncio.run(SlurmScheduler(client(pool))._user_names(ALICE, system, lagging)) == {0: "root"}
+    assert asyncio.run(SlurmScheduler(client(pool))._user_names(ALICE, system, built(lagging))) == {0: "root"}
 
 
 def test_a_failed_uid_look_up_leaves_the_name_unknown(system):
     rows = sacct.parse(read("sacct_parsable.txt").decode(), "|zpEGafCy|")
     slurm = SlurmScheduler(client(Pool(getent=SshConnectionFailed("lost"))))
-    assert asyncio.run(slurm._user_names(ALICE, system, rows)) == {1001: "alice", 1002: "bob"}
+    assert asyncio.run(slurm._user_names(ALICE, system, built(rows))) == {1001: "alice", 1002: "bob"}
 
 
 def test_an_ended_job_keeps_the_controllers_name_accounting_cuts_at_255_bytes(system, fixed_delimiter):

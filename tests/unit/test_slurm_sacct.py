@@ -165,9 +165,95 @@ def test_sacct_garbage_is_dropped():
     assert [r["JobIDRaw"] for r in sacct.parse(f"junk\n{one}\n", DELIMITER)] == ["1"]
 
 
+# -- read while it arrives (HistoryStream) -------------------------------------------------------------
+
+def streamed(stdout: bytes, delimiter: str, piece: int, into=None) -> sacct.JobsBuilder | None:
+    """The output fed to a HistoryStream in pieces of `piece` bytes, as the SSH runner feeds it."""
+    stream = sacct.HistoryStream(delimiter, into)
+    stream.begin()
+    for start in range(0, len(stdout), piece):
+        stream.feed(stdout[start:start + piece])
+    return stream.finish(stdout)
+
+
+def as_dicts(builder_or_jobs) -> list[dict]:
+    jobs = builder_or_jobs.jobs() if isinstance(builder_or_jobs, sacct.JobsBuilder) else builder_or_jobs
+    return [as_dict(j.job) for j in jobs]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 1000, 10 ** 6])
+def test_sacct_output_read_as_it_arrives_is_read_as_a_whole(piece):
+    # Pieces cut anywhere: inside the delimiter, a record, a multi-byte character, between \n and the id.
+    stdout = (CAPTURED / "sacct_parsable.txt").read_bytes().replace(b"/home/alice", "/home/alice/d\u00e9j\u00e0 \u2713".encode())
+    assert "é".encode() in stdout
+    whole = sacct.jobs(sacct.parse(stdout.decode(), DELIMITER), {})
+    built = streamed(stdout, DELIMITER, piece)
+    assert built is not None and as_dicts(built) == as_dicts(whole) and len(whole) > 10
+    assert built.kill_request_users() == {0, 1001} and built.known_users == {1001: "alice", 1002: "bob"}
+
+
+def test_sacct_bytes_that_are_not_utf8_read_as_the_whole_output_decodes_them():
+    stdout = (CAPTURED / "sacct_parsable.txt").read_bytes().replace(b"/home/alice", b"/home/\xff\xe2\x82alice")
+    whole = sacct.jobs(sacct.parse(stdout.decode("utf-8", errors="replace"), DELIMITER), {})
+    for piece in (1, 2, 5, 333):
+        assert as_dicts(streamed(stdout, DELIMITER, piece)) == as_dicts(whole)
+
+
+def test_sacct_output_that_does_not_add_up_is_read_again_line_by_line():
+    stdout = (CAPTURED / "sacct_parsable_guessed_delimiter.txt").read_bytes()
+    assert streamed(stdout, GUESSED, 50) is None  # the caller then rebuilds from the whole output
+    stream = sacct.HistoryStream(GUESSED)
+    rebuilt = as_dicts(stream.rebuild(stdout.decode()))
+    assert rebuilt == as_dicts(sacct.jobs(sacct.parse(stdout.decode(), GUESSED), {})) and len(rebuilt) > 3
+
+
+def test_sacct_forged_record_read_as_it_arrives_cannot_replace_an_earlier_job():
+    stdout = (CAPTURED / "sacct_parsable_forged_record.txt").read_bytes()  # adds up: read exactly
+    jobs = {j.job.job_id: j.job for j in streamed(stdout, GUESSED, 9).jobs()}
+    assert jobs["1"].status.state == "COMPLETED" and jobs["1"].user == "alice" and jobs["1"].name == "probe1"
+    assert jobs["267"].name == "x" and [t.id for t in jobs["267"].tasks] == ["267.batch"]
+
+
+def test_sacct_stream_starts_over_when_the_command_is_run_again():
+    stdout = (CAPTURED / "sacct_parsable.txt").read_bytes()
+    into = compute_pb2.ListJobsResponse()
+    stream = sacct.HistoryStream(DELIMITER, into)
+    stream.feed(stdout[:1500])  # a first attempt whose connection broke
+    assert len(into.jobs) > 0
+    stream.begin()
+    for start in range(0, len(stdout), 400):
+        stream.feed(stdout[start:start + 400])
+    built = stream.finish(stdout)
+    assert as_dicts(built) == as_dicts(sacct.jobs(sacct.parse(stdout.decode(), DELIMITER), {}))
+    assert [j.job_id for j in into.jobs] == [j.job.job_id for j in built.jobs()]  # nothing twice
+
+
+def test_sacct_stream_not_fed_the_whole_output_says_so():
+    stdout = (CAPTURED / "sacct_parsable.txt").read_bytes()
+    stream = sacct.HistoryStream(DELIMITER)
+    assert stream.finish(stdout) is None  # a command run on a thread never feeds it
+    stream.feed(stdout[:-10])
+    assert stream.finish(stdout) is None
+
+
+def test_sacct_stream_reads_at_most_a_slice_per_piece_and_the_rest_at_finish():
+    stdout = (CAPTURED / "sacct_parsable.txt").read_bytes()
+    stream = sacct.HistoryStream(DELIMITER)
+    stream.SLICE_BYTES = 100
+    stream.feed(stdout[:50])
+    stream.feed(stdout[50:])  # a piece larger than a slice: 100 bytes read now, the rest kept
+    assert len(stream.backlog) == len(stdout) - 150
+    stream.feed(b"")  # the next feed reads the next slice of what waits
+    assert len(stream.backlog) == len(stdout) - 250
+    assert as_dicts(stream.finish(stdout)) == as_dicts(sacct.jobs(sacct.parse(stdout.decode(), DELIMITER), {}))
+    assert not stream.backlog
+
+
 def test_sacct_uids_to_name(rows):
-    assert sacct.kill_request_users(rows) == {0, 1001}  # step "12.1 CANCELLED by 1001" is not a job
-    assert sacct.known_users(rows) == {1001: "alice", 1002: "bob"}
+    builder = sacct.JobsBuilder()
+    builder.add(rows)
+    assert builder.kill_request_users() == {0, 1001}  # step "12.1 CANCELLED by 1001" is not a job
+    assert builder.known_users == {1001: "alice", 1002: "bob"}
 
 
 def test_sacct_delimiter_is_fresh_and_command_filters():

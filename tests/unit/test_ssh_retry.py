@@ -33,7 +33,7 @@ class ScriptedPool(SshPool):
         self.script = list(script)
         self.attempts = 0
 
-    async def _run_once(self, caller, system, command, stdin, timeout, max_output):
+    async def _run_once(self, caller, system, command, stdin, timeout, max_output, stdout_sink=None):
         self.attempts += 1
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(answer, BaseException):

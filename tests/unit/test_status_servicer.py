@@ -42,7 +42,7 @@ class FakeRunner:
         return self.answers[next(k for k in self.answers if k in argv)]
 
     async def run(self, caller, system, *argvs, timeout, error_for, failed=lambda r: not r.ok, stdin=None,
-                  max_output=None, idempotent=False):
+                  max_output=None, idempotent=False, stdout_sink=None):
         assert idempotent, "status only queries: every command it runs may be run again"
         result = await self.execute(caller, system, *argvs, timeout=timeout)
         if failed(result):
@@ -57,7 +57,7 @@ class FakePool:
         self.error: Exception | None = None
         self.lines: list[str] = []
 
-    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None, idempotent=False):
+    async def run(self, caller, system, line, *, stdin=None, timeout=None, max_output=None, idempotent=False, stdout_sink=None):
         assert idempotent, "health probes only read"
         self.lines.append(line)
         if self.error is not None:

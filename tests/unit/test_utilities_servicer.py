@@ -41,7 +41,7 @@ class FakeRunner:
         self.idempotent: dict[str, bool] = {}  # program → whether the pool may run it again
 
     async def run(self, caller, system, *argvs, timeout, error_for, failed=lambda r: not r.ok, stdin=None,
-                  max_output=None, idempotent=False):
+                  max_output=None, idempotent=False, stdout_sink=None):
         self.calls.append((caller.username, argvs, timeout, stdin))
         self.idempotent[argvs[0][0]] = idempotent
         result = self.answers.get(argvs[0][0], CommandResult(0, b"", b""))

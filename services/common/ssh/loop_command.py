@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN
@@ -67,6 +68,16 @@ class _LoopSignal:
             self._future = None
 
 
+class OutputSink(Protocol):
+    """Sees a command's output while it arrives (e.g. `sacct.HistoryStream`), on the event loop."""
+
+    def begin(self) -> None:
+        """The command starts (again, when the pool retries it): drop whatever came before."""
+
+    def feed(self, chunk: bytes) -> None:
+        """The next piece of the command's stdout."""
+
+
 class LoopCommand:
     """A command run by the event loop itself on a pooled connection: no worker thread, so the only
     thread hand-offs are paramiko's transport thread waking the loop (the channel's confirmation,
@@ -79,11 +90,13 @@ class LoopCommand:
     the channel closed, on the stopper thread) and `done` runs once the channel is closed.
     """
 
-    def __init__(self, transport: paramiko.Transport, command: str, timeout: float, max_output: int | None):
+    def __init__(self, transport: paramiko.Transport, command: str, timeout: float, max_output: int | None,
+                 stdout_sink: OutputSink | None = None):
         self.transport = transport
         self.command = command
         self.timeout = timeout
         self.max_output = max_output
+        self.stdout_sink = stdout_sink
         self.channel: paramiko.Channel | None = None
         self._chanid: int | None = None
         self._opened: _LoopSignal | None = None
@@ -138,13 +151,20 @@ class LoopCommand:
         channel.in_stderr_buffer.set_event(wakeup)
         stdout, stderr = bytearray(), bytearray()
         max_output = self.max_output
+        sink, passed = self.stdout_sink, 0  # bytes of stdout given to the sink
         abandoned = False
         try:
+            if sink is not None:
+                sink.begin()
             _start(channel, self.command, wait=False)
             send_eof(channel)
             while True:  # output until EOF (see execute)
                 wakeup.reset()
-                if drain(channel, stdout, stderr, max_output):
+                ended = drain(channel, stdout, stderr, max_output)
+                if sink is not None and len(stdout) > passed:
+                    sink.feed(bytes(stdout[passed:]))
+                    passed = len(stdout)
+                if ended:
                     break
                 await wakeup.wait(deadline - loop.time())
             # Then the exit status and the server's CLOSE (which wakes us: the buffers close again);

@@ -44,7 +44,7 @@ from services.common.ssh.certificates import CertificateCache
 from services.common.ssh.channel import (ChannelRefused, Stop, execute, execute_on_own_connection,
                                          terminate)
 from services.common.ssh.command import CommandResult
-from services.common.ssh.loop_command import LoopCommand
+from services.common.ssh.loop_command import LoopCommand, OutputSink
 from services.common.ssh.retry import (MAX_RESTARTS, Backoff, CommandInterrupted, CommandNotStarted, NoExitStatus,
                                        login_with_retries)
 from services.common.ssh.transport import open_transport
@@ -116,14 +116,19 @@ class SshPool:
 
     async def run(self, caller: Caller, system: SystemConfig, command: str, *, stdin: bytes | None = None,
                   timeout: float | None = None, max_output: int | None = None,
-                  idempotent: bool = False) -> CommandResult:
+                  idempotent: bool = False, stdout_sink: OutputSink | None = None) -> CommandResult:
         """Runs the (already quoted) `command` on `system` as `caller`, a token verified in this
         request: a pooled connection serves only such a caller, and never after its token expired.
 
         Within `timeout` (the command's deadline), a command that never started (channel or `exec`
         refused) is tried again with backoff; one whose channel ended without an exit status is tried
         again only when `idempotent` (a read; see `retry`), otherwise its error says the outcome is
-        unknown (503, or 424 when the connection was lost)."""
+        unknown (503, or 424 when the connection was lost).
+
+        `stdout_sink` (optional) sees the output while it arrives, for a command without input on a
+        pooled connection (`LoopCommand`): begin() at each attempt, feed() with each piece. Commands run
+        on a thread (with input, or in command-certificate mode) never call it; the result holds the whole
+        output either way."""
         if caller.expires_at <= time.time():
             raise Unauthenticated("Access token expired")
         timeout = timeout or system.ssh.timeouts.command_execution
@@ -137,7 +142,7 @@ class SshPool:
         attempt_timeout = timeout
         while True:
             try:
-                return await self._run_once(caller, system, command, stdin, attempt_timeout, max_output)
+                return await self._run_once(caller, system, command, stdin, attempt_timeout, max_output, stdout_sink)
             except CommandNotStarted as exc:
                 failure = exc
             except CommandInterrupted as exc:
@@ -185,7 +190,7 @@ class SshPool:
             self._release(slot, connection)
 
     async def _run_once(self, caller: Caller, system: SystemConfig, command: str, stdin: bytes | None,
-                        timeout: float, max_output: int | None) -> CommandResult:
+                        timeout: float, max_output: int | None, stdout_sink: OutputSink | None = None) -> CommandResult:
         """One attempt on a pooled connection; `timeout` starts once a channel is free."""
         slot, connection = await self._acquire(caller, system)
         handed_over = False
@@ -196,7 +201,7 @@ class SshPool:
                                                max_output, stop, stop=partial(self._stop_soon, stop),
                                                abandoned=partial(self._release, slot, connection))
             else:
-                run = LoopCommand(connection.transport, command, timeout, max_output)
+                run = LoopCommand(connection.transport, command, timeout, max_output, stdout_sink)
                 try:
                     result = await run.run()
                 except asyncio.CancelledError:

@@ -58,19 +58,20 @@ class CommandRunner:
 
     async def execute(self, caller: Caller, system: SystemConfig, *argvs: Sequence[str], timeout: int,
                       stdin: bytes | None = None, max_output: int | None = None,
-                      idempotent: bool = False) -> CommandResult:
-        """The result of `argvs` (chained with `&&`), whatever its exit status."""
+                      idempotent: bool = False, stdout_sink=None) -> CommandResult:
+        """The result of `argvs` (chained with `&&`), whatever its exit status. `stdout_sink` sees the
+        output as it arrives (`SshPool.run`)."""
         line = command_line(timeout, argvs)
         return await self.pool.run(caller, system, line, stdin=stdin, timeout=timeout + SSH_GRACE_SECONDS,
-                                   max_output=max_output, idempotent=idempotent)
+                                   max_output=max_output, idempotent=idempotent, stdout_sink=stdout_sink)
 
     async def run(self, caller: Caller, system: SystemConfig, *argvs: Sequence[str], timeout: int,
                   error_for: ErrorMapper, failed: FailureTest = exited_non_zero,
                   stdin: bytes | None = None, max_output: int | None = None,
-                  idempotent: bool = False) -> CommandResult:
+                  idempotent: bool = False, stdout_sink=None) -> CommandResult:
         """The result of `argvs` when it succeeded; otherwise raises `error_for(result)`."""
         result = await self.execute(caller, system, *argvs, timeout=timeout, stdin=stdin, max_output=max_output,
-                                    idempotent=idempotent)
+                                    idempotent=idempotent, stdout_sink=stdout_sink)
         if failed(result):
             raise error_for(result)
         return result
