@@ -157,7 +157,7 @@ class SlurmClient:
                 built = await asyncio.to_thread(stream.finish, result.stdout)
         if built is not None:
             return built
-        return await offload.parsed(stream.rebuild, result.text())
+        return await parsed(stream.rebuild, result.text())
 
     async def user_names(self, caller: Caller, system: SystemConfig, uids: set[int]) -> dict[int, str] | None:
         """uid → name of those of `uids` the system knows; None when the look-up itself failed."""
