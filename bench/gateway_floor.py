@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, Row, table  # noqa: E402
+from bench.harness import RESULTS, Row, stat_cpu_seconds, table  # noqa: E402
 from bench.zero_trust import WRK_SCRIPT, Tokens, summarize, wrk  # noqa: E402
 from services.common.config import load_config  # noqa: E402
 
@@ -129,8 +129,7 @@ def worker_cpu_seconds(pid: int) -> float:
     total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         if (task / "comm").read_text().strip().startswith("wrk:worker"):
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += stat_cpu_seconds(task / "stat")
     return total
 
 

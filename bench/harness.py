@@ -173,10 +173,16 @@ def process_rss(run_dir: Path | str | None = None) -> dict[str, int]:
 
 # --- CPU -----------------------------------------------------------------------------------------------
 
+def stat_cpu_seconds(stat_file: Path) -> float:
+    """utime + stime, seconds, of a /proc `stat` file: a process's (all its threads) or one thread's
+    (/proc/<pid>/task/<tid>/stat)."""
+    fields = stat_file.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of `pid` (all its threads), seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def cpu_at_rest(names: tuple[str, ...], seconds: float = 20.0) -> dict[str, float]:
