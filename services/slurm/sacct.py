@@ -185,9 +185,9 @@ class HistoryStream:
 
     def feed(self, chunk: bytes) -> None:
         self._fed += len(chunk)
-        self.backlog += chunk
-        if self._broken:
+        if self._broken:  # finish() says None: nothing more is kept
             return
+        self.backlog += chunk
         piece = bytes(self.backlog[:self.SLICE_BYTES])
         del self.backlog[:self.SLICE_BYTES]
         try:

@@ -35,9 +35,9 @@ IDENTITY_NAME = "firecrest-mesh"
 # buffers (unlimited by default). Without them: 718 MB RSS after the 100 MiB and 50 MiB transfers of
 # bench/transfers.py. The limit must stay well above what `weed mini` holds at rest: ~250 MiB of
 # buffers it allocates at start (the filer's leveldb2 write buffers, 128 MiB; its metadata log
-# buffers, 80 MiB). At 256 MiB the heap sat at the limit for good and the GC ran 5-6 times a second,
-# idle: 15-20 % of a core after a few transfers (and RSS still reached ~450 MB). At 384 MiB the GC is
-# idle at rest (4 % of a core, the heartbeats) and RSS after five 40 MiB transfers is ~330 MB.
+# buffers, 80 MiB). At 256 MiB the heap sat at the limit for good and the GC ran 5-9 times a second,
+# idle: 15-23 % of a core after a few transfers (RSS ~175-215 MB). At 384 MiB the GC is idle at rest
+# (4 % of a core, the heartbeats) and RSS after five 40 MiB transfers is ~285-330 MB.
 GO_MEMORY_LIMIT = "384MiB"
 READER_CACHE_MB = 64
 TLS_COMPONENT = "seaweedfs"  # one certificate for every SeaweedFS component (server and client)
