@@ -13,8 +13,11 @@ requires that jobs are not PrivateData (or that the account is a Slurm operator)
 scoped to one owner (`sacct --user=<owner> --jobs=<their ids>`), so a task only ever receives its
 owner's job. User actions (submit, cancel) still run as the user with their token.
 
-Cost: one `sacct` per (user, system) with unfinished job tasks per `tasks.follow_interval_seconds`,
-never one per task. Resuming after a restart of compute or tasks needs nothing kept in memory: each
+Cost: per `tasks.follow_interval_seconds`, one `squeue` per (user, system) with unfinished job tasks,
+never one per task, and one `sacct` for those of their jobs the controller no longer holds as pending or
+running. The controller answers first because it knows at once: accounting learns of a job's start
+from slurmctld a moment later (~2 s here), and not at all while slurmdbd or its database is down (a
+task then still shows RUNNING); only the end's record (exit code, final state) is accounting's. Resuming after a restart of compute or tasks needs nothing kept in memory: each
 round starts from the tasks service's list of unfinished job tasks. A task left without a job id
 (compute stopped during `sbatch`) is resolved by its marker (the job's `--comment`, derived from the
 task id) once it is older than ORPHAN_GRACE_SECONDS: the job if it exists, else FAILED.
@@ -29,15 +32,16 @@ import time
 
 import grpc
 
+from firecrest_mesh.compute.v1 import compute_pb2
 from firecrest_mesh.tasks.v1 import tasks_pb2
 from services.common.config import Config, SystemConfig
 from services.common.errors import ApiError
 from services.common.identity import Caller
 from services.common.token_verifier import TokenVerifier
-from services.compute.scheduler import JobSpec, Scheduler
+from services.compute.scheduler import JobSpec, Scheduler, SchedulerJob
 from services.compute.submissions import MARKER_PREFIX
 from services.compute.task_records import TaskEnded, TaskRecords
-from services.slurm import delimited, sacct
+from services.slurm import delimited, sacct, squeue
 from services.slurm.client import SlurmClient
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,9 @@ ORPHAN_GRACE_SECONDS = 120  # longer than any sbatch of a live submission (sched
 UPDATE_RETRY_SECONDS = 60  # how long a submission retries recording its job id while tasks restarts
 TOKEN_MARGIN_SECONDS = 60
 UNSETTLED_ROUNDS = 3  # rounds an ended job's inconsistent record waits for accounting to complete it
+# A round that lasts longer is stuck on something (every command and call has a timeout of its own,
+# far shorter): it is cancelled and the next one starts, so nothing can stop the following for good.
+ROUND_LIMIT_SECONDS = 300
 
 _QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 _RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING",
@@ -70,8 +77,11 @@ def task_state(scheduler_state: str, exit_code: int | None) -> str:
 
 def progress(task: tasks_pb2.Task, job_id: str, scheduler_state: str,
              exit_code: int | None) -> tasks_pb2.UpdateTaskRequest | None:
-    """The update that records the job's state in its task; None when the task says so already."""
+    """The update that records the job's state in its task; None when the task says so already. A job
+    not yet ended has no exit code (accounting shows 0 meanwhile)."""
     state = task_state(scheduler_state, exit_code)
+    if state in ("QUEUED", "RUNNING"):
+        exit_code = None
     if task.kind == TRANSFER_KIND and state == "CANCELLED":
         state = "FAILED"  # a transfer whose job was killed did not happen; cancelling the task itself
         #                   ends it CANCELLED before the job's end is recorded (final states stay)
@@ -81,7 +91,7 @@ def progress(task: tasks_pb2.Task, job_id: str, scheduler_state: str,
     if unchanged:
         return None
     result = tasks_pb2.TaskResult(job_id=job_id, scheduler_state=scheduler_state)
-    if exit_code is not None and state not in ("QUEUED", "RUNNING"):
+    if exit_code is not None:
         result.exit_code = exit_code
     update = tasks_pb2.UpdateTaskRequest(task_id=task.id, state=state, result=result,
                                          message=f"Job {job_id} {scheduler_state}")
@@ -99,6 +109,12 @@ def settled(scheduler_state: str, exit_code: int | None, signal: int | None) -> 
     if scheduler_state.split(" ")[0].rstrip("+") != "FAILED":
         return True
     return exit_code is not None and (exit_code != 0 or bool(signal))
+
+
+def live_jobs(held: list[SchedulerJob], owner: str) -> dict[str, compute_pb2.Job]:
+    """Job id → job, of the jobs in the controller's answer (`squeue`) that are `owner`'s and not yet
+    ended: their state is the controller's (an ended job's record is accounting's: `sacct`)."""
+    return {j.job.job_id: j.job for j in held if j.job.user == owner and j.job.status.state in squeue.ACTIVE_STATES}
 
 
 def marker_for_task(task_id: str) -> str:
@@ -181,9 +197,11 @@ class JobFollower:
     async def _run_forever(self) -> None:
         while True:
             try:
-                await self.follow_once()
+                await asyncio.wait_for(self.follow_once(), ROUND_LIMIT_SECONDS)
             except asyncio.CancelledError:
                 raise
+            except asyncio.TimeoutError:
+                log.warning("job follower round cancelled after %d s", ROUND_LIMIT_SECONDS)
             except Exception as exc:  # tasks or the identity provider restarting: next round
                 log.warning("job follower round failed: %s", exc)
             await asyncio.sleep(self._config.tasks.follow_interval_seconds)
@@ -235,48 +253,59 @@ class JobFollower:
         system = self._config.system(system_name)
         if system is None:
             return 0
-        made = 0
         with_job = [t for t in tasks if t.result.job_id]
         now_us = time.time_ns() // 1000
         orphans = [t for t in tasks if not t.result.job_id and t.id not in self._submitting
                    and now_us - t.create_time.ToMicroseconds() > ORPHAN_GRACE_SECONDS * 1_000_000]
-        if with_job:
-            delimiter = delimited.new_delimiter()
-            argv = sacct.follow_command(owner, delimiter, sorted({t.result.job_id for t in with_job}))
-            rows = sacct.parse((await self._slurm.run(account, system, argv)).text(), delimiter)
+        if not with_job and not orphans:
+            return 0
+        # The controller first: the owner's jobs it holds, in every state (the orphans' markers too).
+        held = await self._slurm.queue(account, system, user=owner, all_states=True)
+        made = 1
+        self.queries += 1
+        live = live_jobs(held, owner)
+        ended = []
+        for task in with_job:
+            job = live.get(task.result.job_id)
+            if job is None:
+                ended.append(task)  # ended, or long gone from the controller: accounting has its record
+            else:
+                await self._apply(progress(task, job.job_id, job.status.state, None))
+        if ended:
             made += 1
             self.queries += 1
+            delimiter = delimited.new_delimiter()
+            argv = sacct.follow_command(owner, delimiter, sorted({t.result.job_id for t in ended}))
+            rows = sacct.parse((await self._slurm.run(account, system, argv)).text(), delimiter)
             jobs = {j.job.job_id: j.job for j in sacct.jobs(rows, {}) if j.job.user == owner}
-            for task in with_job:
+            for task in ended:
                 job = jobs.get(task.result.job_id)
                 if job is None:
                     continue  # accounting has not seen it yet (it lags the controller by a moment)
                 if not self._settled(task.id, job):
                     continue
-                update = progress(task, job.job_id, job.status.state, _exit_code(job))
-                if update is not None:
-                    try:
-                        await self._records.update(update)
-                    except TaskEnded:
-                        pass  # cancelled by its owner meanwhile: that end stands
+                await self._apply(progress(task, job.job_id, job.status.state, _exit_code(job)))
         if orphans:
-            made += 1
-            self.queries += 1
-            held = await self._slurm.queue(account, system, user=owner, all_states=True)
             by_marker = {j.comment: j.job.job_id for j in held if j.job.user == owner}
             for task in orphans:
                 job_id = by_marker.get(marker_for_task(task.id))
-                update = (tasks_pb2.UpdateTaskRequest(task_id=task.id, message=f"Submitted as job {job_id}",
-                                                      result=tasks_pb2.TaskResult(job_id=job_id,
-                                                                                  scheduler_state="PENDING"))
-                          if job_id else
-                          tasks_pb2.UpdateTaskRequest(task_id=task.id, state="FAILED",
-                                                      message="The submission was interrupted",
-                                                      error=tasks_pb2.TaskError(
-                                                          code=500, message="The compute service stopped before "
-                                                                            "the scheduler accepted the job")))
-                try:
-                    await self._records.update(update)
-                except TaskEnded:
-                    pass
+                await self._apply(
+                    tasks_pb2.UpdateTaskRequest(task_id=task.id, message=f"Submitted as job {job_id}",
+                                                result=tasks_pb2.TaskResult(job_id=job_id, scheduler_state="PENDING"))
+                    if job_id else
+                    tasks_pb2.UpdateTaskRequest(task_id=task.id, state="FAILED",
+                                                message="The submission was interrupted",
+                                                error=tasks_pb2.TaskError(
+                                                    code=500, message="The compute service stopped before "
+                                                                      "the scheduler accepted the job")))
         return made
+
+    async def _apply(self, update: tasks_pb2.UpdateTaskRequest | None) -> None:
+        """Records a follower's `update` (None: nothing changed); a task its owner cancelled meanwhile
+        keeps that end."""
+        if update is None:
+            return
+        try:
+            await self._records.update(update)
+        except TaskEnded:
+            pass

@@ -49,3 +49,33 @@ def test_an_incomplete_record_waits_a_few_rounds_then_is_taken():
     complete.status.state = "FAILED"
     complete.status.exit_code.number_value = 3
     assert follower._settled("t2", complete) and follower._unsettled == {}
+
+
+def test_a_job_not_yet_ended_is_recorded_without_an_exit_code():
+    # accounting shows "0:0" for a running job: a task already RUNNING needs no update each round
+    running = tasks_pb2.Task(id="t" * 24, state="RUNNING",
+                             result=tasks_pb2.TaskResult(job_id="7", scheduler_state="RUNNING"))
+    assert progress(running, "7", "RUNNING", 0) is None
+    queued = tasks_pb2.Task(id="t" * 24, state="QUEUED",
+                            result=tasks_pb2.TaskResult(job_id="7", scheduler_state="PENDING"))
+    update = progress(queued, "7", "RUNNING", 0)
+    assert update.state == "RUNNING" and not update.result.HasField("exit_code")
+    done = progress(running, "7", "COMPLETED", 0)
+    assert done.state == "SUCCEEDED" and done.result.HasField("exit_code") and done.result.exit_code == 0
+
+
+def test_the_controller_answers_for_its_owners_jobs_not_yet_ended():
+    from firecrest_mesh.compute.v1 import compute_pb2
+    from services.compute.follower import live_jobs
+    from services.compute.scheduler import SchedulerJob
+
+    def held(job_id, user, state):
+        job = compute_pb2.Job(job_id=job_id, user=user)
+        job.status.state = state
+        return SchedulerJob(job=job)
+    jobs = [held("1", "alice", "PENDING"), held("2", "alice", "RUNNING"), held("3", "alice", "COMPLETING"),
+            held("4", "alice", "COMPLETED"), held("5", "alice", "CANCELLED"), held("6", "bob", "RUNNING"),
+            held("7", "alice", "SUSPENDED")]
+    # ended ones (COMPLETING included: its exit code is final) are accounting's; bob's are never alice's
+    assert sorted(live_jobs(jobs, "alice")) == ["1", "2", "7"]
+    assert live_jobs(jobs, "alice")["2"].status.state == "RUNNING"
