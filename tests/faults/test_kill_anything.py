@@ -37,7 +37,7 @@ import pytest
 from services.common.oidc_client import fetch_token
 from tests.faults.kill_load import (CLIENT_TIMEOUT, USERS, Client, Closing, LoadFailure, LoadThread, Recorder,
                                     UploadTarget, fresh_logins, payload)
-from tests.faults.kill_victims import VICTIMS, Processes, Victim, alive, jobs_by_name
+from tests.faults.kill_victims import VICTIMS, Processes, Victim, alive, cancel_pending, jobs_by_name
 from tests.faults.processes import eventually
 
 THREADS_PER_USER = 2
@@ -65,6 +65,7 @@ def processes(config, request):
 
     def restore_and_report():
         procs.restore_all()  # the stack is whole again, whatever happened
+        cancelled = cancel_pending("ka-", list(USERS))  # the load's jobs still queued: none is checked
         if not REPORT:
             return
         path = config.state("logs", "kill-anything.json")
@@ -75,6 +76,7 @@ def processes(config, request):
             return
         with capture.global_and_fixture_disabled():
             _write_report(reporter, path)
+            reporter.write_line(f"cancelled {cancelled} of the load's jobs still pending")
     request.addfinalizer(restore_and_report)
     return procs
 

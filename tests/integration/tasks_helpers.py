@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from services.common.config import REPO_ROOT
+
 STREAM_TIMEOUT = httpx.Timeout(30, read=600)  # a bound on a hung stream, never an assertion on time
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 HELD_AT_MOST = 300  # s: a held job's own bound, should the test never release it
@@ -38,9 +40,10 @@ def submit_async(client: httpx.Client, system: str, script: str, user: str = "al
     return task
 
 
-def events(client: httpx.Client, task_id: str, until=None) -> list[dict]:
-    """The task's SSE events until the stream ends (or `until(task)` is true); checks the framing."""
-    seen = []
+def events(client: httpx.Client, task_id: str, until=None, seen: list | None = None) -> list[dict]:
+    """The task's SSE events until the stream ends (or `until(task)` is true); checks the framing.
+    `seen` (optional) collects them as they come, for a caller that wants them after an error."""
+    seen = [] if seen is None else seen
     with client.stream("GET", f"/tasks/{task_id}/events", timeout=STREAM_TIMEOUT) as resp:
         assert resp.status_code == 200, resp.read()
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -52,6 +55,40 @@ def events(client: httpx.Client, task_id: str, until=None) -> list[dict]:
             if until is not None and until(seen[-1]):
                 break
     return seen
+
+
+def until_running(client: httpx.Client, task_id: str) -> dict:
+    """The task's first event in RUNNING; a task that ends first, or a stream silent past its bound,
+    fails with what the cluster says of the task's job (`cluster_view`)."""
+    seen: list[dict] = []
+    try:
+        events(client, task_id, until=lambda t: t["state"] == "RUNNING" or t["state"] in FINAL, seen=seen)
+    except httpx.TimeoutException as exc:
+        raise AssertionError(f"task {task_id} did not reach RUNNING\n{cluster_view(seen)}") from exc
+    assert seen and seen[-1]["state"] == "RUNNING", f"task {task_id}\n{cluster_view(seen)}"
+    return seen[-1]
+
+
+def cluster_view(seen: list[dict]) -> str:
+    """What a failed wait on a task's job needs to be understood: the task as last seen, its job in the
+    controller and in accounting, the node, and the queue."""
+    task = seen[-1] if seen else {}
+    job = str((task.get("result") or {}).get("jobId") or "")
+    commands = [["sinfo", "-h", "-o", "%P %N %T %E"], ["squeue", "-h", "-t", "PD,R,CG", "-o", "%i %u %j %T %r"]]
+    if job:
+        commands += [["squeue", "-h", "-t", "all", "-j", job, "-o", "%i %T %r %M %S"],
+                     ["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State,ExitCode,Submit,Start"]]
+    lines = [f"task: {json.dumps(task)}"]
+    for argv in commands:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        out = run.stdout.splitlines()
+        shown = "\n  ".join(out[:15] + ([f"... {len(out) - 15} more lines"] if len(out) > 15 else []))
+        lines.append(f"$ {shlex.join(argv)} (exit {run.returncode}) {run.stderr.strip()[:300]}\n  {shown}")
+    log = REPO_ROOT / "state" / "logs" / "compute.log"  # the embedded default's: is the follower going?
+    if log.exists():
+        rounds = [line[:300] for line in log.read_text(errors="replace").splitlines()[-5000:] if "follower" in line]
+        lines.append("compute's last follower lines:\n  " + "\n  ".join(rounds[-6:]))
+    return "\n".join(lines)
 
 
 def sacct_state(job_id: str) -> str:

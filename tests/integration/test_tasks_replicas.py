@@ -23,7 +23,7 @@ import pytest
 
 from firecrest_mesh.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from services.common import mesh_pki, mesh_tls
-from tests.integration.tasks_helpers import FINAL, ends_succeeded, events, held_job, submit_async
+from tests.integration.tasks_helpers import FINAL, ends_succeeded, events, held_job, submit_async, until_running
 
 TASKS = "/firecrest_mesh.tasks.v1.TasksService/"
 RECORDS = "/firecrest_mesh.tasks.v1.TaskRecordsService/"
@@ -121,8 +121,7 @@ def test_task_completes_across_a_restart(deployment, redis_tasks_api, system, st
     script, release = held_job()  # runs until released below, once the stopped processes are back
     task = submit_async(alice, system, script)
     try:
-        running = events(alice, task["id"], until=lambda t: t["state"] == "RUNNING" or t["state"] in FINAL)[-1]
-        assert running["state"] == "RUNNING", running
+        running = until_running(alice, task["id"])
         try:
             for name in stopped:  # one replica: killed outright; otherwise a clean stop
                 deployment.stop(name, signal.SIGKILL if len(stopped) == 1 and name.startswith("tasks")
