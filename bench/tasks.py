@@ -9,6 +9,11 @@
    state/logs/compute.log, field `queries`), over the same number of rounds. The 500 tasks are made
    through the internal TaskRecordsService (as `compute`, with the mesh certificate) with job ids no
    job has, so that they stay active without loading Slurm; they are cancelled and deleted afterwards.
+   Such ids are the follower's dearest case: the controller does not hold them, so each round asks
+   accounting too (`squeue` + `sacct` per user); a job that runs costs the `squeue` alone.
+4. How long after the controller runs a job its task says RUNNING: async submissions of a job that
+   waits for a file, one at a time; a loop reads squeue (as root, on this machine) and the task
+   (`GET /tasks/{id}`) every POLL_SECONDS and notes when each first says running.
 
     .venv/bin/python bench/tasks.py [--rounds N]
 Results: bench/results/tasks.md and tasks.json. Nothing here asserts on time.
@@ -19,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -37,6 +44,8 @@ USERS = ("alice", "bob", "user01", "user02", "user03")
 DEV_SECRETS = {"alice": "alice-secret", "bob": "bob-secret"}
 FAKE_JOB_BASE = 900_000_000  # job ids far above what the local Slurm hands out
 PACE_SECONDS = 0.3  # between submissions: below the gateway's per-user submission rate limit
+POLL_SECONDS = 0.05  # the RUNNING-lag loop's period (its resolution)
+RUNNING_SAMPLES = 8
 
 
 def secret(config, user: str) -> str:
@@ -94,6 +103,43 @@ def query_rate(config, records, tasks_per_user: int, rounds: int) -> dict:
     return {"active_tasks": wanted, "users": len(USERS), "rounds": len(seen), "queries": queries,
             "queries_per_round": round(queries / len(seen), 2),
             "queries_per_s": round(queries / span, 3) if span > 0 else None, "task_ids": made}
+
+
+def running_lag(client: httpx.Client, system: str, samples: int) -> list[float]:
+    """Seconds from the controller's RUNNING to the task's, for `samples` jobs one after the other."""
+    lags = []
+    for _ in range(samples):
+        release = Path(f"/home/alice/bench-held-{uuid.uuid4().hex[:10]}")
+        script = (f"#!/bin/bash\ntimeout 120 bash -c 'until [ -e {release} ]; do sleep 0.1; done'\n"
+                  f"rm -f {release}\n")
+        resp = client.post(f"/compute/{system}/jobs/async",
+                           json={"job": {"working_directory": "/home/alice", "script": script}})
+        resp.raise_for_status()
+        task_id = resp.json()["id"]
+        controller = task = None
+        deadline = time.monotonic() + 120
+        try:
+            while (controller is None or task is None) and time.monotonic() < deadline:
+                now = time.perf_counter()
+                current = client.get(f"/tasks/{task_id}").json()
+                job_id = current["result"]["jobId"] if current.get("result") else ""
+                if task is None and current["state"] == "RUNNING":
+                    task = now
+                if controller is None and job_id:
+                    state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                                           text=True).stdout.strip()
+                    if state == "RUNNING":
+                        controller = now
+                time.sleep(POLL_SECONDS)
+        finally:
+            release.touch()
+        if controller is not None and task is not None:
+            lags.append(task - controller)
+        while client.get(f"/tasks/{task_id}").json()["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    return lags
 
 
 def paced_submits(scenarios: dict, client, count: int) -> list[Row]:
@@ -159,6 +205,9 @@ def main() -> None:
     rows += paced_submits({"POST /compute/{system}/jobs/async (202)": submit_async,
                            "POST /compute/{system}/jobs (201, sync v2)": submit_sync}, make_client(), 40)
 
+    # 4. (first: the query-rate scenarios' fake tasks would share its rounds) RUNNING lag
+    lags = sorted(running_lag(alice, system, RUNNING_SAMPLES))
+
     # 3. scheduler query rate of the follower
     with mesh_tls.channel(config, "compute", "tasks") as channel:
         records = tasks_pb2_grpc.TaskRecordsServiceStub(channel)
@@ -174,8 +223,10 @@ def main() -> None:
 
     interval = config.tasks.follow_interval_seconds
     notes = (f"Through the gateway on the shared machine (other engineers' load present). Follower interval "
-             f"{interval} s.\n\nScheduler queries of compute's job follower (one `sacct --user=U --jobs=...` per "
-             f"user and system per round):\n\n"
+             f"{interval} s.\n\nFrom the controller's RUNNING to the task's ({len(lags)} jobs, polled every "
+             f"{POLL_SECONDS} s): p50 {percentile(lags, 0.5):.2f} s, max {max(lags, default=float('nan')):.2f} s.\n\n"
+             f"Scheduler queries of compute's job follower (`squeue --user=U`, then `sacct --user=U --jobs=...` for "
+             f"the jobs the controller no longer holds; these tasks' job ids are no job's: both, every round):\n\n"
              f"| active job tasks | users | rounds | queries | queries/round | queries/s |\n|---:|---:|---:|---:|---:|---:|\n"
              f"| {few['active_tasks']} | {few['users']} | {few['rounds']} | {few['queries']} | "
              f"{few['queries_per_round']} | {few['queries_per_s']} |\n"
@@ -186,7 +237,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tasks.md").write_text(text)
     (RESULTS / "tasks.json").write_text(json.dumps({"rows": [r.__dict__ for r in rows],
-                                                    "follower": {"5": few, "500": many}}, indent=1))
+                                                    "follower": {"5": few, "500": many},
+                                                    "running_lag_s": [round(v, 3) for v in lags]}, indent=1))
 
 
 if __name__ == "__main__":
