@@ -79,3 +79,33 @@ def test_the_controller_answers_for_its_owners_jobs_not_yet_ended():
     # ended ones (COMPLETING included: its exit code is final) are accounting's; bob's are never alice's
     assert sorted(live_jobs(jobs, "alice")) == ["1", "2", "7"]
     assert live_jobs(jobs, "alice")["2"].status.state == "RUNNING"
+
+
+def test_a_stuck_round_is_cancelled_and_the_following_goes_on(monkeypatch):
+    import asyncio
+    import types
+
+    from services.compute import follower as module
+
+    monkeypatch.setattr(module, "ROUND_LIMIT_SECONDS", 0.05)
+    rounds = []
+
+    async def follow_once():
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            await asyncio.Event().wait()  # the first round never ends by itself
+        return 0
+
+    stub = module.JobFollower.__new__(module.JobFollower)
+    stub.follow_once = follow_once
+    stub._config = types.SimpleNamespace(tasks=types.SimpleNamespace(follow_interval_seconds=0))
+
+    async def run():
+        loop = asyncio.create_task(stub._run_forever())
+        for _ in range(100):
+            if len(rounds) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        loop.cancel()
+    asyncio.run(run())
+    assert len(rounds) >= 3
