@@ -13,7 +13,8 @@ requires that jobs are not PrivateData (or that the account is a Slurm operator)
 scoped to one owner (`sacct --user=<owner> --jobs=<their ids>`), so a task only ever receives its
 owner's job. User actions (submit, cancel) still run as the user with their token.
 
-Cost: per `tasks.follow_interval_seconds`, one `squeue` per (user, system) with unfinished job tasks,
+Cost: per `tasks.follow_interval_seconds`, one `squeue` per (user, system) with unfinished job tasks
+(`--user=<owner> --jobs=<their ids>`),
 never one per task, and one `sacct` for those of their jobs the controller no longer holds as pending or
 running. The controller answers first because it knows at once: accounting learns of a job's start
 from slurmctld a moment later (~2 s here), and not at all while slurmdbd or its database is down (a
@@ -259,8 +260,10 @@ class JobFollower:
                    and now_us - t.create_time.ToMicroseconds() > ORPHAN_GRACE_SECONDS * 1_000_000]
         if not with_job and not orphans:
             return 0
-        # The controller first: the owner's jobs it holds, in every state (the orphans' markers too).
-        held = await self._slurm.queue(account, system, user=owner, all_states=True)
+        # The controller first: of the owner's jobs it holds, the followed ones (all of them when an
+        # orphan's marker is looked for: orphans are rare, a user's queue can be long).
+        followed = () if orphans else sorted({t.result.job_id for t in with_job})
+        held = await self._slurm.queue(account, system, user=owner, job_ids=followed, all_states=True)
         made = 1
         self.queries += 1
         live = live_jobs(held, owner)

@@ -10,6 +10,7 @@ Callers: the status servicer (nodes, partitions, reservations, userinfo) and com
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from firecrest_mesh.status.v1 import status_pb2
@@ -107,13 +108,15 @@ class SlurmClient:
         raise InternalError(f"Unexpected sbatch output: {result.text().strip()!r}")
 
     async def queue(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
-                    job_id: str | None = None, all_states: bool = False) -> list[SchedulerJob]:
-        """The jobs the controller holds of `user` (None: every user's) or the one job `job_id`, without
-        their steps; empty when it no longer holds `job_id`. Slurm filters (fixed-format squeue: the
-        `--json` of 22.05 ignores filters)."""
+                    job_id: str | None = None, job_ids: Sequence[str] = (),
+                    all_states: bool = False) -> list[SchedulerJob]:
+        """The jobs the controller holds of `user` (None: every user's), of those the one job `job_id` or
+        the jobs `job_ids`, without their steps; empty when it holds none of them. Slurm filters
+        (fixed-format squeue: the `--json` of 22.05 ignores filters)."""
         delimiter = delimited.new_delimiter()
-        argv = squeue.command(delimiter, user=user, job_id=job_id, all_states=all_states)
-        return await parsed(squeue.parse, await self._squeue(caller, system, argv, job_id), delimiter)
+        argv = squeue.command(delimiter, user=user, job_id=job_id, job_ids=job_ids, all_states=all_states)
+        by_id = job_id if job_id is not None else (",".join(job_ids) or None)
+        return await parsed(squeue.parse, await self._squeue(caller, system, argv, by_id), delimiter)
 
     async def steps(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
                     job_id: str | None = None) -> dict[str, list]:
@@ -132,7 +135,8 @@ class SlurmClient:
         return squeue.attach_steps(jobs, steps)
 
     async def _squeue(self, caller: Caller, system: SystemConfig, argv: list[str], job_id: str | None) -> str:
-        """squeue's output; a job the controller no longer holds is no output (squeue exits 1)."""
+        """squeue's output; a job the controller no longer holds is no output (squeue exits 1 when it
+        was the only one asked for)."""
         result = await self.execute(caller, system, argv, read=True)
         if job_id is not None and result.exit_status == 1 and squeue.not_held(result.error_text()):
             return ""

@@ -17,6 +17,7 @@ unlimited), steps are the job's running steps (id, name, state, elapsed, start).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from firecrest_mesh.compute.v1 import compute_pb2
 from services.compute.scheduler import SchedulerJob
@@ -43,21 +44,23 @@ def _format(fields: tuple[str, ...], delimiter: str) -> str:
     return ",".join(f"{f}:0{delimiter}" if i < len(fields) - 1 else f"{f}:0" for i, f in enumerate(fields))
 
 
-def _filters(user: str | None, job_id: str | None) -> list[str]:
+def _filters(user: str | None, job_id: str | None, job_ids: Sequence[str] = ()) -> list[str]:
     args = []
-    if job_id is not None:
-        args.append(f"--jobs={job_id}")
+    if job_id is not None or job_ids:
+        args.append(f"--jobs={','.join([job_id] if job_id is not None else job_ids)}")
     if user is not None:
         args.append(f"--user={user}")
     return args
 
 
 def command(delimiter: str, *, user: str | None = None, job_id: str | None = None,
-            all_states: bool = False) -> list[str]:
-    """The jobs of `user` (None: every user's) or the one job `job_id`; `all_states` adds the ended
-    jobs the controller still holds (squeue's default is pending, running, suspended, completing)."""
+            job_ids: Sequence[str] = (), all_states: bool = False) -> list[str]:
+    """The jobs of `user` (None: every user's), of those the one job `job_id` or the jobs `job_ids` (the
+    ones the controller holds: squeue lists them and skips the others, but one unknown id alone is an
+    error); `all_states` adds the ended jobs the controller still holds (squeue's default is pending,
+    running, suspended, completing)."""
     states = ["--states=all"] if all_states else []
-    return ["env", "SLURM_TIME_FORMAT=%s", "squeue", "--noheader", *states, *_filters(user, job_id),
+    return ["env", "SLURM_TIME_FORMAT=%s", "squeue", "--noheader", *states, *_filters(user, job_id, job_ids),
             f"--Format={_format(FIELDS, delimiter)}"]
 
 

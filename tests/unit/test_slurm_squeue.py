@@ -48,7 +48,9 @@ def test_command_is_filtered_by_slurm_fixed_format_and_unpadded():
     steps = squeue.steps_command("|d|", user="bob")
     assert "--steps" in steps and "--user=bob" in steps and steps[-1].endswith("StepName:0")
     assert not any(a.startswith(("--user", "--jobs")) for a in squeue.command("|d|"))  # allusers only
-    for a in (argv, one, steps):
+    some = squeue.command("|d|", user="alice", job_ids=["7", "42"])  # the follower's: both filters
+    assert "--jobs=7,42" in some and "--user=alice" in some
+    for a in (argv, one, steps, some):
         assert shlex.split(shell_join(a)) == a
 
 
