@@ -225,7 +225,7 @@ def main() -> None:
     notes = (f"Through the gateway on the shared machine (other engineers' load present). Follower interval "
              f"{interval} s.\n\nFrom the controller's RUNNING to the task's ({len(lags)} jobs, polled every "
              f"{POLL_SECONDS} s): p50 {percentile(lags, 0.5):.2f} s, max {max(lags, default=float('nan')):.2f} s.\n\n"
-             f"Scheduler queries of compute's job follower (`squeue --user=U`, then `sacct --user=U --jobs=...` for "
+             f"Scheduler queries of compute's job follower (`squeue --user=U --jobs=...`, then `sacct --user=U --jobs=...` for "
              f"the jobs the controller no longer holds; these tasks' job ids are no job's: both, every round):\n\n"
              f"| active job tasks | users | rounds | queries | queries/round | queries/s |\n|---:|---:|---:|---:|---:|---:|\n"
              f"| {few['active_tasks']} | {few['users']} | {few['rounds']} | {few['queries']} | "
