@@ -115,8 +115,8 @@ class SlurmClient:
         (fixed-format squeue: the `--json` of 22.05 ignores filters)."""
         delimiter = delimited.new_delimiter()
         argv = squeue.command(delimiter, user=user, job_id=job_id, job_ids=job_ids, all_states=all_states)
-        by_id = job_id if job_id is not None else (",".join(job_ids) or None)
-        return await parsed(squeue.parse, await self._squeue(caller, system, argv, by_id), delimiter)
+        by_job = job_id is not None or bool(job_ids)
+        return await parsed(squeue.parse, await self._squeue(caller, system, argv, by_job), delimiter)
 
     async def steps(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
                     job_id: str | None = None) -> dict[str, list]:
@@ -124,7 +124,7 @@ class SlurmClient:
         (`squeue.attach_steps` gives them to their jobs)."""
         delimiter = delimited.new_delimiter()
         argv = squeue.steps_command(delimiter, user=user, job_id=job_id)
-        return await parsed(squeue.parse_steps, await self._squeue(caller, system, argv, job_id), delimiter)
+        return await parsed(squeue.parse_steps, await self._squeue(caller, system, argv, job_id is not None), delimiter)
 
     async def held_jobs(self, caller: Caller, system: SystemConfig, *, user: str | None = None,
                         job_id: str | None = None, all_states: bool = False) -> list[SchedulerJob]:
@@ -134,11 +134,11 @@ class SlurmClient:
             self.steps(caller, system, user=user, job_id=job_id))
         return squeue.attach_steps(jobs, steps)
 
-    async def _squeue(self, caller: Caller, system: SystemConfig, argv: list[str], job_id: str | None) -> str:
-        """squeue's output; a job the controller no longer holds is no output (squeue exits 1 when it
-        was the only one asked for)."""
+    async def _squeue(self, caller: Caller, system: SystemConfig, argv: list[str], by_job: bool) -> str:
+        """squeue's output; `by_job`: the query names jobs, and one the controller no longer holds is no
+        output (squeue exits 1 when it was the only one asked for)."""
         result = await self.execute(caller, system, argv, read=True)
-        if job_id is not None and result.exit_status == 1 and squeue.not_held(result.error_text()):
+        if by_job and result.exit_status == 1 and squeue.not_held(result.error_text()):
             return ""
         if not result.ok:
             raise errors.error_for(result, "squeue")
