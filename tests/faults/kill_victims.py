@@ -104,6 +104,13 @@ class Processes:
 
 # --- what is on the cluster ---------------------------------------------------------------------
 
+def _named(command: list[str], prefix: str) -> list[tuple[str, str]]:
+    """(job id, name) of the jobs `command` lists as "id|name" lines whose name starts with `prefix`."""
+    out = subprocess.run(command, capture_output=True, text=True, env=SQUEUE_ENV, timeout=60).stdout
+    pairs = (line.strip().partition("|") for line in out.splitlines())
+    return [(job_id, name) for job_id, _, name in pairs if name.startswith(prefix)]
+
+
 def jobs_by_name(prefix: str, since: str, users: list[str]) -> dict[str, set[str]]:
     """Job ids per job name starting with `prefix`, of `users`, from squeue (slurmctld's
     memory, every state) and sacct (the accounting database)."""
@@ -112,11 +119,8 @@ def jobs_by_name(prefix: str, since: str, users: list[str]) -> dict[str, set[str
     commands = [["squeue", "-h", "-t", "all", "-u", users, "-o", "%i|%j"],
                 ["sacct", "-n", "-X", "-P", "-u", users, "-S", since, "-o", "JobID,JobName"]]
     for command in commands:
-        out = subprocess.run(command, capture_output=True, text=True, env=SQUEUE_ENV, timeout=60).stdout
-        for line in out.splitlines():
-            job_id, _, name = line.strip().partition("|")
-            if name.startswith(prefix):
-                found[name].add(job_id)
+        for job_id, name in _named(command, prefix):
+            found[name].add(job_id)
     return found
 
 
@@ -124,10 +128,8 @@ def cancel_pending(prefix: str, users: list[str]) -> int:
     """Cancels the pending jobs of `users` whose name starts with `prefix`; returns how many. The load
     submits faster than the one node runs even `true` (~3 jobs a second here): what is still queued
     when the suite ends would hold back the next tests' jobs (seen: ~80 s of queue)."""
-    out = subprocess.run(["squeue", "-h", "-t", "PD", "-u", ",".join(users), "-o", "%i|%j"], capture_output=True,
-                         text=True, env=SQUEUE_ENV, timeout=60).stdout
-    ids = [job_id for job_id, _, name in (line.strip().partition("|") for line in out.splitlines())
-           if name.startswith(prefix)]
+    ids = [job_id for job_id, _ in _named(["squeue", "-h", "-t", "PD", "-u", ",".join(users), "-o", "%i|%j"],
+                                          prefix)]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, env=SQUEUE_ENV, timeout=60)
     return len(ids)
