@@ -13,15 +13,17 @@ requires that jobs are not PrivateData (or that the account is a Slurm operator)
 scoped to one owner (`sacct --user=<owner> --jobs=<their ids>`), so a task only ever receives its
 owner's job. User actions (submit, cancel) still run as the user with their token.
 
-Cost: per `tasks.follow_interval_seconds`, one `squeue` per (user, system) with unfinished job tasks
-(`--user=<owner> --jobs=<their ids>`),
-never one per task, and one `sacct` for those of their jobs the controller no longer holds as pending or
-running. The controller answers first because it knows at once: accounting learns of a job's start
-from slurmctld a moment later (~2 s here), and not at all while slurmdbd or its database is down (a
-task then still shows RUNNING); only the end's record (exit code, final state) is accounting's. Resuming after a restart of compute or tasks needs nothing kept in memory: each
-round starts from the tasks service's list of unfinished job tasks. A task left without a job id
-(compute stopped during `sbatch`) is resolved by its marker (the job's `--comment`, derived from the
-task id) once it is older than ORPHAN_GRACE_SECONDS: the job if it exists, else FAILED.
+Cost: per `tasks.follow_interval_seconds`, one `squeue --user=<owner> --jobs=<their ids>` per (user,
+system) with unfinished job tasks, never one per task, and one `sacct` for those of their jobs the
+controller no longer holds as pending or running. The controller answers first because it knows at
+once: accounting learns of a job's start from slurmctld a moment later (~2 s here), and not at all
+while slurmdbd or its database is down (a task then still shows RUNNING); only the end's record (exit
+code, final state) is accounting's.
+
+Resuming after a restart of compute or tasks needs nothing kept in memory: each round starts from the
+tasks service's list of unfinished job tasks. A task left without a job id (compute stopped during
+`sbatch`) is resolved by its marker (the job's `--comment`, derived from the task id) once it is older
+than ORPHAN_GRACE_SECONDS: the job if it exists, else FAILED.
 """
 
 from __future__ import annotations
